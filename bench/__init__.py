@@ -1,0 +1,1 @@
+"""Benchmarks and paper reproductions for focal-fusion (run from the repository root)."""

@@ -1,0 +1,44 @@
+"""focal: exact focal diversity and the classic diversity metrics for every sub-ensemble.
+
+The numerical core of focal-fusion: moment tensors computed once per bundle, then XLA-jitted
+closed forms score batches of teams independently of the number of samples.
+
+Example:
+    >>> import ensembles, focal
+    >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
+    ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
+    >>> round(float(focal.score_teams(b, [("a", "c")])[0]), 3)
+    0.5
+    >>> focal.prune(b, sizes=2, top_k=1).teams[0].members
+    ('a', 'b')
+"""
+
+from ._metrics import METRICS as METRICS
+from ._metrics import MetricSpec as MetricSpec
+from ._metrics import metric_spec as metric_spec
+from ._moments import Moments as Moments
+from ._scoring import DEFAULT_MAX_TEAMS as DEFAULT_MAX_TEAMS
+from ._scoring import PruneResult as PruneResult
+from ._scoring import TeamScore as TeamScore
+from ._scoring import prune as prune
+from ._scoring import score_all as score_all
+from ._scoring import score_team as score_team
+from ._scoring import score_teams as score_teams
+from ._teams import count_teams as count_teams
+from ._teams import parse_sizes as parse_sizes
+
+__all__ = [
+    "DEFAULT_MAX_TEAMS",
+    "METRICS",
+    "MetricSpec",
+    "Moments",
+    "PruneResult",
+    "TeamScore",
+    "count_teams",
+    "metric_spec",
+    "parse_sizes",
+    "prune",
+    "score_all",
+    "score_team",
+    "score_teams",
+]

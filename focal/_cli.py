@@ -1,0 +1,451 @@
+"""The ``focal`` command line (CONTRACT §6): prune, score, info, demo.
+
+Each subcommand is a thin wrapper over one library call. ``--format json`` writes exactly one
+JSON document to stdout; logs and progress go to stderr; bad input exits with status 2 and one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Bad input at the command-line boundary: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) so bad input gives one line on stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, CONTRACT §1)")
+    if task:
+        p.add_argument("--task", metavar="T", help="task name inside a multi-task bundle")
+        p.add_argument(
+            "--split",
+            metavar="NAME",
+            choices=("train", "val", "test"),
+            help="use only the samples of this split (train, val or test)",
+        )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="output: human-readable table (default) or one JSON document on stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``focal`` command."""
+    parser = _Parser(
+        prog="focal",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Choose and fuse ensembles of models from their cached outputs.
+
+            examples:
+              focal demo                                   # built-in default, no files needed
+              focal info outputs.npz
+              focal prune outputs.npz --sizes 2-5 --top-k 10
+              focal score outputs.npz --team modelA,modelB,modelC --format json
+            """
+        ),
+    )
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("focal-fusion")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        ver = "unknown"
+    parser.add_argument("--version", action="version", version=f"focal-fusion {ver}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    from ._metrics import METRICS
+
+    p = sub.add_parser(
+        "prune",
+        help="top-K sub-ensembles by a diversity metric (exhaustive, exact)",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Score every team with a size in --sizes and print the top K, most diverse first,
+            with each team's plurality-vote accuracy on the same samples.
+
+            examples:
+              focal prune outputs.npz --sizes 2-5 --top-k 10
+              focal prune bbh.npz --task navigate --size 3 --metric focal_cohen_kappa
+              focal prune outputs.npz --split val --format json > teams.json
+            """
+        ),
+    )
+    _add_common(p)
+    p.add_argument(
+        "--metric",
+        default="focal",
+        choices=METRICS,
+        metavar="NAME",
+        help="ranking metric (default: focal); one of: " + ", ".join(METRICS),
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sizes", default="2-5", help="team sizes, e.g. 2-5 (default) or 3")
+    group.add_argument("--size", type=int, help="a single team size")
+    p.add_argument("--top-k", type=int, default=10, help="number of teams to report (default 10)")
+    p.add_argument(
+        "--max-teams",
+        type=int,
+        default=None,
+        help="refuse scans above this many teams (default 2^22)",
+    )
+
+    p = sub.add_parser(
+        "score",
+        help="every diversity metric and the vote accuracies of one team",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Compute every metric of CONTRACT §3-4 and the plurality / majority / soft vote
+            accuracy of one team.
+
+            example:
+              focal score outputs.npz --team modelA,modelB,modelC --format json
+            """
+        ),
+    )
+    _add_common(p)
+    p.add_argument("--team", required=True, help="comma-separated model names (at least 2)")
+
+    p = sub.add_parser(
+        "info",
+        help="models, accuracies, oracle and pool accuracy, error correlations",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Summarise a bundle: each model's accuracy, the oracle accuracy (any model right),
+            the plurality / soft vote accuracy of the whole pool, and the pairwise correlation
+            of the models' errors. For a multi-task file without --task, list the tasks.
+
+            examples:
+              focal info outputs.npz
+              focal info bbh.npz --task navigate --format json
+            """
+        ),
+    )
+    _add_common(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="train 14 scikit-learn classifiers on digits and recommend teams (no files needed)",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            The built-in default job: train a pool of scikit-learn classifiers of different
+            families on the digits dataset shipped with scikit-learn (seeded split), cache
+            their outputs as a bundle in the user cache directory, recommend the top teams by
+            focal diversity on the validation split, and compare them on the test split with
+            the best single model and the whole pool. Writes a scatter plot of focal
+            diversity vs plurality accuracy for every team.
+
+            examples:
+              focal demo
+              focal demo --seed 1 --plot teams.png --format json
+            """
+        ),
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split (default 0)")
+    p.add_argument("--top-k", type=int, default=5, help="number of teams to recommend")
+    p.add_argument("--sizes", default="3-6", help="team sizes to consider (default 3-6)")
+    p.add_argument("--plot", metavar="PNG", help="scatter plot path (default: in the cache dir)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the scatter plot")
+    p.add_argument("--refresh", action="store_true", help="retrain even if a cached pool exists")
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table", help="table (default) or json"
+    )
+    return parser
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _clean(x: Any) -> Any:
+    """Make a value strict-JSON ready: NaN/inf -> None, NumPy scalars -> Python."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(_clean(doc), allow_nan=False, indent=2) + "\n")
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(items: Sequence[str]) -> str:
+        return "  ".join(
+            s.ljust(w) if i == len(items) - 1 or not _numeric(s) else s.rjust(w)
+            for i, (s, w) in enumerate(zip(items, widths, strict=True))
+        ).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _load(args: argparse.Namespace):
+    import ensembles
+
+    bundle = ensembles.load_bundle(args.bundle, task=args.task)
+    if getattr(args, "split", None):
+        bundle = bundle.select_split(args.split)
+    return bundle
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    import focal
+
+    from ._progress import ProgressBar
+
+    bundle = _load(args)
+    sizes = args.size if args.size is not None else args.sizes
+    bar = ProgressBar("scoring teams")
+    kwargs = {} if args.max_teams is None else {"max_teams": args.max_teams}
+    try:
+        result = focal.prune(
+            bundle, metric=args.metric, sizes=sizes, top_k=args.top_k, progress=bar, **kwargs
+        )
+    finally:
+        bar.close()
+    if args.format == "json":
+        _emit_json(result.to_dict())
+        return 0
+    where = f" ({bundle.task})" if bundle.task else ""
+    print(
+        f"{result.n_teams_scored:,} teams of sizes {_sizes_text(result.sizes)} from "
+        f"{result.n_models} models{where}, {result.n_samples:,} samples; metric {result.metric} "
+        f"({result.direction} is more diverse)"
+    )
+    rows = [
+        (i + 1, t.score, t.accuracy, t.size, ", ".join(t.members))
+        for i, t in enumerate(result.teams)
+    ]
+    print(_table(("rank", "score", "plurality acc", "size", "members"), rows))
+    return 0
+
+
+def _sizes_text(sizes: Sequence[int]) -> str:
+    if len(sizes) > 1 and list(sizes) == list(range(sizes[0], sizes[-1] + 1)):
+        return f"{sizes[0]}-{sizes[-1]}"
+    return ",".join(map(str, sizes))
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import focal
+
+    from ._metrics import metric_spec
+
+    bundle = _load(args)
+    team = [t.strip() for t in args.team.split(",") if t.strip()]
+    if len(team) < 2:
+        raise CliError("--team: give at least 2 comma-separated model names")
+    doc = focal.score_team(bundle, team)
+    if args.format == "json":
+        _emit_json(doc)
+        return 0
+    print(f"team: {', '.join(doc['members'])} ({bundle.n_samples:,} samples)")
+    rows = [(name, v, metric_spec(name).direction) for name, v in doc["metrics"].items()]
+    print(_table(("metric", "value", "more diverse"), rows))
+    print()
+    print(_table(("combiner", "accuracy"), list(doc["accuracy"].items())))
+    return 0
+
+
+def pool_summary(bundle) -> dict[str, Any]:
+    """The document of ``focal info`` for one bundle."""
+    import ensembles
+    import focal
+
+    full = np.ones((1, bundle.n_models), dtype=bool)
+    pairs = [(i, j) for i in range(bundle.n_models) for j in range(i + 1, bundle.n_models)]
+    pair_masks = np.zeros((len(pairs), bundle.n_models), dtype=bool)
+    for row, (i, j) in enumerate(pairs):
+        pair_masks[row, [i, j]] = True
+    rho = focal.score_teams(bundle, pair_masks, metric="correlation")
+    corr = np.eye(bundle.n_models)
+    for (i, j), r in zip(pairs, rho, strict=True):
+        corr[i, j] = corr[j, i] = r
+    abstain = (bundle.preds < 0).mean(axis=1)
+    return {
+        "task": bundle.task,
+        "n_models": bundle.n_models,
+        "n_samples": bundle.n_samples,
+        "n_classes": bundle.n_classes,
+        "splits": None
+        if bundle.split is None
+        else {s: int((bundle.split == s).sum()) for s in ensembles.SPLIT_NAMES},
+        "models": [
+            {"name": m, "accuracy": float(a), "abstain_rate": float(r)}
+            for m, a, r in zip(bundle.models, bundle.accuracies(), abstain, strict=True)
+        ],
+        "oracle_accuracy": bundle.oracle_accuracy(),
+        "pool_accuracy": {
+            "plurality": float(ensembles.team_accuracy(bundle, full, combiner="plurality")[0]),
+            "soft": None
+            if bundle.probs is None
+            else float(ensembles.team_accuracy(bundle, full, combiner="soft")[0]),
+        },
+        "error_correlation": corr.tolist(),
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import ensembles
+
+    if args.task is None and ensembles.list_tasks(args.bundle):
+        tasks = ensembles.load_tasks(args.bundle)
+        rows = []
+        for name, b in tasks.items():
+            acc = b.accuracies()
+            rows.append(
+                {
+                    "task": name,
+                    "n_samples": b.n_samples,
+                    "n_classes": b.n_classes,
+                    "best_model": b.models[int(np.argmax(acc))],
+                    "best_accuracy": float(acc.max()),
+                    "oracle_accuracy": b.oracle_accuracy(),
+                }
+            )
+        if args.format == "json":
+            _emit_json({"tasks": rows})
+        else:
+            print(f"{len(rows)} tasks; use --task T for one task's details")
+            print(_table(list(rows[0]), [list(r.values()) for r in rows]))
+        return 0
+    bundle = _load(args)
+    doc = pool_summary(bundle)
+    if args.format == "json":
+        _emit_json(doc)
+        return 0
+    where = f"task {bundle.task}: " if bundle.task else ""
+    print(
+        f"{where}{doc['n_models']} models, {doc['n_samples']:,} samples, "
+        f"{doc['n_classes']} classes" + (f", splits {doc['splits']}" if doc["splits"] else "")
+    )
+    rows = [(m["name"], m["accuracy"], m["abstain_rate"]) for m in doc["models"]]
+    print(_table(("model", "accuracy", "abstain"), rows))
+    pool = doc["pool_accuracy"]
+    print(
+        f"\noracle accuracy {_fmt(doc['oracle_accuracy'])}  |  pool plurality "
+        f"{_fmt(pool['plurality'])}  |  pool soft {_fmt(pool['soft'])}"
+    )
+    print("\npairwise correlation of errors (rho; lower = more diverse):")
+    short = [f"m{i}" for i in range(bundle.n_models)]
+    corr_rows = [
+        [f"m{i}"] + [f"{v:+.2f}" for v in row] for i, row in enumerate(doc["error_correlation"])
+    ]
+    print(_table(["", *short], corr_rows))
+    print("  " + "  ".join(f"m{i} = {name}" for i, name in enumerate(bundle.models)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    doc = run_demo(
+        seed=args.seed,
+        top_k=args.top_k,
+        sizes=args.sizes,
+        plot=None if args.no_plot else (args.plot or "default"),
+        refresh=args.refresh,
+        log=_log,
+    )
+    if args.format == "json":
+        _emit_json(doc)
+    else:
+        from ._demo import format_demo
+
+        print(format_demo(doc))
+    return 0
+
+
+_COMMANDS = {"prune": _cmd_prune, "score": _cmd_score, "info": _cmd_info, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``focal`` command; returns the exit status.
+
+    Example:
+        >>> main(["--version"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return _COMMANDS[args.command](args)
+    except CliError as exc:
+        _log(f"focal: error: {exc}")
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:  # BundleError is a ValueError
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        _log(f"focal: error: {message}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _log("focal: interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

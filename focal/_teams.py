@@ -1,0 +1,155 @@
+"""Team enumeration in canonical order: by size, then lexicographic over member indices.
+
+Within one size the order is that of ``itertools.combinations(range(M), L)``; a team's position
+in it is its *rank*. Unranking is vectorised and written once for NumPy and jax.numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["binomial_table", "count_teams", "parse_sizes", "rank_teams", "unrank_teams"]
+
+
+def binomial_table(n_max: int) -> np.ndarray:
+    """Table ``B[n, k] = C(n, k)`` for ``0 ≤ n, k ≤ n_max`` (0 when ``k > n``), int64."""
+    table = np.zeros((n_max + 1, n_max + 1), dtype=np.int64)
+    for n in range(n_max + 1):
+        for k in range(n + 1):
+            table[n, k] = math.comb(n, k)
+    return table
+
+
+def count_teams(n_models: int, sizes: Iterable[int]) -> int:
+    """Number of teams of the given sizes drawn from ``n_models`` members.
+
+    Example:
+        >>> count_teams(20, range(2, 21))
+        1048555
+    """
+    return sum(math.comb(n_models, size) for size in sizes)
+
+
+def parse_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
+    """Normalise a size request to a sorted tuple of team sizes within ``[2, n_models]``.
+
+    Accepts an int, a ``(lo, hi)`` inclusive pair, a string ``"2-5"`` / ``"3"``, or any
+    iterable of ints. Raises ``ValueError`` with one line for an empty or out-of-range request.
+
+    Example:
+        >>> parse_sizes("2-4", 10), parse_sizes(3, 10)
+        ((2, 3, 4), (3,))
+    """
+    if isinstance(sizes, str):
+        text = sizes.strip()
+        try:
+            if "-" in text:
+                lo_s, hi_s = text.split("-", 1)
+                out = tuple(range(int(lo_s), int(hi_s) + 1))
+            else:
+                out = (int(text),)
+        except ValueError:
+            raise ValueError(f"sizes: cannot parse {sizes!r}; use e.g. '2-5' or '3'") from None
+    elif isinstance(sizes, int | np.integer):
+        out = (int(sizes),)
+    elif isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, int) for s in sizes):
+        out = tuple(range(sizes[0], sizes[1] + 1))
+    else:
+        out = tuple(int(s) for s in sizes)
+    out = tuple(sorted(set(out)))
+    if not out:
+        raise ValueError(f"sizes: empty size range {sizes!r}")
+    if out[0] < 2 or out[-1] > n_models:
+        raise ValueError(
+            f"sizes: team sizes must lie in [2, {n_models}] for {n_models} models, got "
+            f"{out[0]}..{out[-1]}"
+        )
+    return out
+
+
+def unrank_teams(ranks: Any, size: Any, n_models: int, binom: Any, xp: Any = np) -> Any:
+    """Member masks of the teams with the given ranks among all teams of one size.
+
+    Args:
+        ranks: integer ranks in ``[0, C(n_models, size))``, shape ``(B,)``.
+        size: team size ``L`` (a scalar; may be traced under jit).
+        n_models: number of models ``M`` (static).
+        binom: :func:`binomial_table` of at least ``n_models``, as an ``xp`` array.
+        xp: ``numpy`` or ``jax.numpy``.
+
+    Returns:
+        Boolean masks of shape ``(B, n_models)``.
+
+    Example:
+        >>> unrank_teams(np.arange(3), 2, 3, binomial_table(3)).astype(int).tolist()
+        [[1, 1, 0], [1, 0, 1], [0, 1, 1]]
+    """
+    r = ranks
+    picked = xp.zeros_like(ranks)
+    columns = []
+    for c in range(n_models):
+        need = size - picked
+        count = binom[n_models - 1 - c, xp.maximum(need - 1, 0)]
+        take = (need > 0) & (r < count)
+        r = xp.where(take | (need <= 0), r, r - count)
+        picked = picked + take.astype(picked.dtype)
+        columns.append(take)
+    return xp.stack(columns, axis=1)
+
+
+def rank_teams(masks: np.ndarray) -> np.ndarray:
+    """Ranks (within their size) of teams given as boolean masks; inverse of :func:`unrank_teams`.
+
+    Example:
+        >>> rank_teams(np.array([[1, 0, 1], [0, 1, 1]], dtype=bool)).tolist()
+        [1, 2]
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n_models = masks.shape[1]
+    binom = binomial_table(n_models)
+    remaining = masks.sum(axis=1)
+    ranks = np.zeros(masks.shape[0], dtype=np.int64)
+    for c in range(n_models):
+        skip = ~masks[:, c] & (remaining > 0)
+        ranks += np.where(skip, binom[n_models - 1 - c, np.maximum(remaining - 1, 0)], 0)
+        remaining -= masks[:, c]
+    return ranks
+
+
+def as_masks(teams: Any, models: Sequence[str]) -> np.ndarray:
+    """Teams as a ``(B, M)`` boolean array, from masks, name sequences or index sequences."""
+    n_models = len(models)
+    if isinstance(teams, np.ndarray) and teams.ndim == 2 and teams.dtype != object:
+        if teams.shape[1] != n_models:
+            raise ValueError(f"team: mask has {teams.shape[1]} columns for {n_models} models")
+        return teams.astype(bool)
+    index = {m: i for i, m in enumerate(models)}
+    rows = []
+    for team in teams:
+        items = list(team)
+        if items and all(isinstance(x, bool | np.bool_) for x in items):
+            if len(items) != n_models:
+                raise ValueError(f"team: mask has {len(items)} entries for {n_models} models")
+            rows.append(np.asarray(items, dtype=bool))
+            continue
+        row = np.zeros(n_models, dtype=bool)
+        for x in items:
+            if isinstance(x, str):
+                if x not in index:
+                    raise ValueError(f"team: unknown model {x!r}; models are {', '.join(models)}")
+                i = index[x]
+            else:
+                i = int(x)
+                if not 0 <= i < n_models:
+                    raise ValueError(f"team: member index {i} out of range [0, {n_models})")
+            if row[i]:
+                raise ValueError(f"team: member {models[i]!r} listed twice")
+            row[i] = True
+        rows.append(row)
+    if not rows:
+        return np.zeros((0, n_models), dtype=bool)
+    return np.stack(rows)
