@@ -262,7 +262,7 @@ def _scan(
                 )  # fmt: skip
                 valid = np.asarray(valid)
                 yield size, np.asarray(scores)[valid], np.asarray(ranks)[valid]
-                done += int(valid.sum())
+                done += min(chunk, count - start)
                 if progress is not None:
                     progress(done, total)
 
