@@ -19,7 +19,14 @@ from ensembles import Bundle
 
 from ._metrics import METRICS, metric_spec, prepare_metric, team_values, team_values_jit
 from ._moments import Moments
-from ._teams import as_masks, binomial_table, count_teams, parse_sizes, unrank_teams
+from ._teams import (
+    as_masks,
+    binomial_table,
+    count_teams,
+    parse_sizes,
+    unrank_teams,
+    unrank_teams_jax,
+)
 
 __all__ = [
     "DEFAULT_MAX_TEAMS",
@@ -221,7 +228,7 @@ def score_team(bundle: Bundle, team: Sequence[str] | Sequence[int]) -> dict[str,
 def _scan_chunk(size, start, count, arrays, binom, *, kind, focal, n_models, chunk, k, sign):
     ranks = start + jnp.arange(chunk, dtype=jnp.int64)
     valid = ranks < count
-    S = unrank_teams(jnp.minimum(ranks, count - 1), size, n_models, binom, xp=jnp)
+    S = unrank_teams_jax(jnp.minimum(ranks, count - 1), size, n_models, binom)
     scores = team_values(kind, focal, S.astype(jnp.float64), arrays)
     key = jnp.round(sign * scores, 10)
     key = jnp.where(jnp.isnan(key) | ~valid, -jnp.inf, key)

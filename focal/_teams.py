@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binomial_table", "count_teams", "parse_sizes", "rank_teams", "unrank_teams"]
+__all__ = [
+    "binomial_table",
+    "count_teams",
+    "parse_sizes",
+    "rank_teams",
+    "unrank_teams",
+    "unrank_teams_jax",
+]
 
 
 def binomial_table(n_max: int) -> np.ndarray:
@@ -71,15 +78,14 @@ def parse_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
     return out
 
 
-def unrank_teams(ranks: Any, size: Any, n_models: int, binom: Any, xp: Any = np) -> Any:
+def unrank_teams(ranks: Any, size: Any, n_models: int, binom: Any) -> Any:
     """Member masks of the teams with the given ranks among all teams of one size.
 
     Args:
         ranks: integer ranks in ``[0, C(n_models, size))``, shape ``(B,)``.
-        size: team size ``L`` (a scalar; may be traced under jit).
-        n_models: number of models ``M`` (static).
-        binom: :func:`binomial_table` of at least ``n_models``, as an ``xp`` array.
-        xp: ``numpy`` or ``jax.numpy``.
+        size: team size ``L``.
+        n_models: number of models ``M``.
+        binom: :func:`binomial_table` of at least ``n_models``.
 
     Returns:
         Boolean masks of shape ``(B, n_models)``.
@@ -88,17 +94,38 @@ def unrank_teams(ranks: Any, size: Any, n_models: int, binom: Any, xp: Any = np)
         >>> unrank_teams(np.arange(3), 2, 3, binomial_table(3)).astype(int).tolist()
         [[1, 1, 0], [1, 0, 1], [0, 1, 1]]
     """
-    r = ranks
-    picked = xp.zeros_like(ranks)
-    columns = []
+    r = np.asarray(ranks, dtype=np.int64)
+    picked = np.zeros_like(r)
+    masks = np.zeros((r.shape[0], n_models), dtype=bool)
     for c in range(n_models):
         need = size - picked
-        count = binom[n_models - 1 - c, xp.maximum(need - 1, 0)]
+        count = binom[n_models - 1 - c, np.maximum(need - 1, 0)]
         take = (need > 0) & (r < count)
-        r = xp.where(take | (need <= 0), r, r - count)
-        picked = picked + take.astype(picked.dtype)
-        columns.append(take)
-    return xp.stack(columns, axis=1)
+        r = np.where(take | (need <= 0), r, r - count)
+        picked += take
+        masks[:, c] = take
+    return masks
+
+
+def unrank_teams_jax(ranks: Any, size: Any, n_models: int, binom: Any) -> Any:
+    """:func:`unrank_teams` in jax.numpy, for use under jit (``size`` may be traced).
+
+    A ``fori_loop`` over members rather than an unrolled loop keeps compilation fast. Call
+    under ``jax.enable_x64(True)``: ranks and the binomial table are int64.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def step(c, state):
+        r, picked, masks = state
+        need = size - picked
+        count = binom[n_models - 1 - c, jnp.maximum(need - 1, 0)]
+        take = (need > 0) & (r < count)
+        r = jnp.where(take | (need <= 0), r, r - count)
+        return r, picked + take, masks.at[:, c].set(take)
+
+    init = (ranks, jnp.zeros_like(ranks), jnp.zeros((ranks.shape[0], n_models), dtype=bool))
+    return jax.lax.fori_loop(0, n_models, step, init)[2]
 
 
 def rank_teams(masks: np.ndarray) -> np.ndarray:
