@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Bundle", "BundleError", "SPLIT_NAMES"]
+__all__ = ["MAX_CLASSES", "SPLIT_NAMES", "Bundle", "BundleError", "predictions_from_scores"]
 
 SPLIT_NAMES = ("train", "val", "test")
+
+#: Largest number of classes a bundle may have (one-hot votes are (M, N, C) arrays).
+MAX_CLASSES = 1 << 16
 
 
 class BundleError(ValueError):
@@ -135,6 +138,12 @@ class Bundle:
                         top = max(top, int(pa.max()))
                 n_classes = top + 1
         n_classes = int(n_classes)
+        if not 1 <= n_classes <= MAX_CLASSES:
+            raise _fail(
+                prefix + "labels",
+                f"{n_classes} classes implied (largest label or prediction + 1); at most "
+                f"{MAX_CLASSES} are supported",
+            )
         if probs_arr is not None and probs_arr.shape[2] != n_classes:
             raise _fail(
                 prefix + "probs",
@@ -317,9 +326,8 @@ def predictions_from_scores(probs: np.ndarray) -> np.ndarray:
         [0, -1]
     """
     probs = np.asarray(probs)
-    pred = np.argmax(probs, axis=-1).astype(np.int64)  # numpy argmax: first maximal index
-    pred[~(probs > 0).any(axis=-1)] = -1
-    return pred
+    pred = np.argmax(probs, axis=-1)  # numpy argmax: the first maximal index
+    return np.where((probs > 0).any(axis=-1), pred, -1).astype(np.int64)
 
 
 def _as_int_array(value: Any, key: str) -> np.ndarray:

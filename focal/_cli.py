@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -355,6 +356,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         tasks = ensembles.load_tasks(args.bundle)
         rows = []
         for name, b in tasks.items():
+            if args.split:
+                b = b.select_split(args.split)
             acc = b.accuracies()
             rows.append(
                 {
@@ -429,16 +432,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--version"])  # doctest: +SKIP
     """
     parser = build_parser()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = _run(parser, argv)
+    if status == 0:  # on failure the one error line stands alone
+        for w in caught:
+            _log(f"focal: warning: {' '.join(str(w.message).split())}")
+    return status
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
+            raise CliError("missing command; try 'focal --help'")
+        if getattr(args, "max_teams", None) is not None and args.max_teams < 1:
+            raise CliError(f"--max-teams: must be at least 1, got {args.max_teams}")
         return _COMMANDS[args.command](args)
     except CliError as exc:
         _log(f"focal: error: {exc}")
         return EXIT_USAGE
-    except (ValueError, OSError) as exc:  # BundleError is a ValueError
+    except (ValueError, OSError, MemoryError) as exc:  # BundleError is a ValueError
         message = " ".join(str(exc).split()) or type(exc).__name__
         _log(f"focal: error: {message}")
         return EXIT_USAGE

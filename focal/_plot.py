@@ -179,6 +179,8 @@ class DiversityAccuracyDisplay:
         ax: Any = None,
         *,
         title: str | None = None,
+        xlabel: str | None = None,
+        ylabel: str | None = None,
         annotate: bool = True,
         **kwargs: Any,
     ) -> DiversityAccuracyDisplay:
@@ -187,6 +189,8 @@ class DiversityAccuracyDisplay:
         Args:
             ax: matplotlib ``Axes`` to draw on; ``None`` creates a new figure.
             title: axes title, or ``None`` for none.
+            xlabel: x-axis label; default ``"<metric> diversity (<split>)"``.
+            ylabel: y-axis label; default ``"plurality accuracy (<split>)"``.
             annotate: write each highlighted team's rank next to its marker.
             **kwargs: passed to ``Axes.scatter`` for the ordinary points (e.g. ``alpha``,
                 ``s``).
@@ -204,31 +208,27 @@ class DiversityAccuracyDisplay:
         else:
             _require_matplotlib()
         finite = np.isfinite(self.diversity) & np.isfinite(self.accuracy)
-        sizes = (
-            self.sizes if self.sizes is not None else np.zeros(self.diversity.shape, np.int64)
-        )
+        sizes = self.sizes if self.sizes is not None else np.zeros(self.diversity.shape, np.int64)
         distinct = [int(s) for s in np.unique(sizes[finite])]
         cmap = _size_colours(len(distinct))
         point_kw = {"s": _POINT_SIZE, "alpha": 0.55, "linewidths": 0}
         point_kw.update(kwargs)
-        self.scatter_ = []
-        for colour, size in zip(cmap, distinct, strict=True):
+        # Larger sizes (usually more numerous) first, so smaller teams stay visible on top.
+        by_size: dict[int, Any] = {}
+        for colour, size in reversed(list(zip(cmap, distinct, strict=True))):
             sel = finite & (sizes == size)
             label = f"size {size}" if self.sizes is not None else "teams"
-            self.scatter_.append(
-                ax.scatter(
-                    self.diversity[sel],
-                    self.accuracy[sel],
-                    color=colour,
-                    label=f"{label} ({int(sel.sum()):,})",
-                    **point_kw,
-                )
+            by_size[size] = ax.scatter(
+                self.diversity[sel],
+                self.accuracy[sel],
+                color=colour,
+                label=f"{label} ({int(sel.sum()):,})",
+                **point_kw,
             )
+        self.scatter_ = [by_size[size] for size in distinct]
         self.highlight_ = None
         if self.highlight:
-            idx = np.array(
-                [i for i in self.highlight if finite[i]], dtype=np.int64
-            )
+            idx = np.array([i for i in self.highlight if finite[i]], dtype=np.int64)
             if idx.size:
                 self.highlight_ = ax.scatter(
                     self.diversity[idx],
@@ -253,13 +253,19 @@ class DiversityAccuracyDisplay:
                             fontweight="bold",
                             zorder=6,
                         )
-        ax.set_xlabel(self._label(f"{self.metric.replace('_', ' ')} diversity"))
-        ax.set_ylabel(self._label("plurality accuracy"))
+        ax.set_xlabel(xlabel or self._label(f"{self.metric.replace('_', ' ')} diversity"))
+        ax.set_ylabel(ylabel or self._label("plurality accuracy"))
         if title:
             ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        if self.scatter_ or self.highlight_ is not None:
-            ax.legend(loc="lower right", fontsize=8, markerscale=1.0, framealpha=0.85)
+        handles = list(self.scatter_) + ([self.highlight_] if self.highlight_ is not None else [])
+        if handles:
+            legend = ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+            marks = getattr(legend, "legend_handles", None)
+            if marks is None:  # matplotlib < 3.7
+                marks = getattr(legend, "legendHandles", [])
+            for mark in marks[: len(self.scatter_)]:
+                mark.set_sizes([25.0])
         self.ax_ = ax
         self.figure_ = ax.figure
         return self

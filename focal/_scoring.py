@@ -275,6 +275,8 @@ def _scan(
 
 
 def _check_budget(n_teams: int, max_teams: int | None) -> None:
+    if max_teams is not None and max_teams < 1:
+        raise ValueError(f"max-teams: must be at least 1, got {max_teams}")
     if max_teams is not None and n_teams > max_teams:
         raise ValueError(
             f"sizes: {n_teams:,} teams exceed the budget of {max_teams:,}; narrow --sizes/--size "

@@ -22,12 +22,24 @@ __all__ = [
 ]
 
 
+#: Binomials are clamped here so the table fits int64; see :func:`binomial_table`.
+BINOMIAL_CLAMP = 1 << 62
+
+
 def binomial_table(n_max: int) -> np.ndarray:
-    """Table ``B[n, k] = C(n, k)`` for ``0 ≤ n, k ≤ n_max`` (0 when ``k > n``), int64."""
+    """Table ``B[n, k] = min(C(n, k), 2^62)`` for ``0 ≤ n, k ≤ n_max`` (0 when ``k > n``), int64.
+
+    Clamping is harmless for ranking: ranks stay below the number of teams scanned (far below
+    2^62), so a clamped entry only ever meets comparisons it wins either way.
+
+    Example:
+        >>> binomial_table(4)[4].tolist()
+        [1, 4, 6, 4, 1]
+    """
     table = np.zeros((n_max + 1, n_max + 1), dtype=np.int64)
     for n in range(n_max + 1):
         for k in range(n + 1):
-            table[n, k] = math.comb(n, k)
+            table[n, k] = min(math.comb(n, k), BINOMIAL_CLAMP)
     return table
 
 
@@ -44,23 +56,33 @@ def count_teams(n_models: int, sizes: Iterable[int]) -> int:
 def parse_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
     """Normalise a size request to a sorted tuple of team sizes within ``[2, n_models]``.
 
-    Accepts an int, a ``(lo, hi)`` inclusive pair, a string ``"2-5"`` / ``"3"``, or any
-    iterable of ints. Raises ``ValueError`` with one line for an empty or out-of-range request.
+    Accepts an int, a ``(lo, hi)`` inclusive pair, a string (``"2-5"``, ``"3"``, ``"2,4-6"``),
+    or any iterable of ints. Raises ``ValueError`` with one line for an empty or out-of-range
+    request.
 
     Example:
         >>> parse_sizes("2-4", 10), parse_sizes(3, 10)
         ((2, 3, 4), (3,))
     """
     if isinstance(sizes, str):
-        text = sizes.strip()
+        out = ()
         try:
-            if "-" in text:
-                lo_s, hi_s = text.split("-", 1)
-                out = tuple(range(int(lo_s), int(hi_s) + 1))
-            else:
-                out = (int(text),)
-        except ValueError:
-            raise ValueError(f"sizes: cannot parse {sizes!r}; use e.g. '2-5' or '3'") from None
+            for part in sizes.split(","):
+                text = part.strip()
+                if "-" in text:
+                    lo_s, hi_s = text.split("-", 1)
+                    lo, hi = int(lo_s), int(hi_s)
+                    if lo > hi:
+                        raise ValueError(f"sizes: empty size range {part.strip()!r}")
+                    out += tuple(range(lo, hi + 1))
+                else:
+                    out += (int(text),)
+        except ValueError as exc:
+            if str(exc).startswith("sizes:"):
+                raise
+            raise ValueError(
+                f"sizes: cannot parse {sizes!r}; use e.g. '2-5', '3' or '2,4-6'"
+            ) from None
     elif isinstance(sizes, int | np.integer):
         out = (int(sizes),)
     elif isinstance(sizes, tuple) and len(sizes) == 2 and all(isinstance(s, int) for s in sizes):

@@ -1,0 +1,33 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path:
+    """Directory of the shared data files: ``$FOCAL_DATA_DIR``, else ``<repo>/../shared/data``."""
+    env = os.environ.get("FOCAL_DATA_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Callable[[str], Path]:
+    """Return a function giving the path of a shared data file, skipping the test if absent.
+
+    Example:
+        def test_x(shared_data):
+            path = shared_data("mmlu_pro_29llm.npz")
+    """
+
+    def get(name: str) -> Path:
+        path = shared_data_dir() / name
+        if not path.is_file():
+            pytest.skip(f"shared data file {path} is absent (set FOCAL_DATA_DIR)")
+        return path
+
+    return get
