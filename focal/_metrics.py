@@ -164,56 +164,87 @@ def _quad(S: jax.Array, X: jax.Array) -> jax.Array:
     return jnp.einsum("bwl,bl->bw", Z.reshape(S.shape[0], n_w, m), S)
 
 
-def _values(kind: str, focal: bool, S: jax.Array, L: jax.Array, arrays: dict) -> jax.Array:
-    """Metric value per team and weight, shape (B, W); NaN where undefined."""
+def quadratic_tensors(kind: str) -> tuple[str, ...]:
+    """Names of the (W, M, M) tensors whose quadratic forms ``sᵀ X_w s`` a kind needs."""
+    return {"gd": ("G",), "kw": ("G",), "disagreement": ("G",), "pair": ("X",),
+            "fleiss": ("AG0", "U")}[kind]  # fmt: skip
+
+
+def team_statistics(kind: str, S: jax.Array, arrays: dict) -> tuple[jax.Array | None, tuple]:
+    """Sufficient statistics of a batch of teams: ``(A1, quads)``, each (B, W), float64.
+
+    ``A1 = S gᵀ`` (only for the oracle kinds) and one quadratic form per tensor of
+    :func:`quadratic_tensors`. Every kind but entropy is a function of these and the size.
+    Integer statistics are formed in the tensors' dtype (float32 where exact) and returned
+    as float64.
+    """
+    names = quadratic_tensors(kind)
+    dtype = arrays[names[0]].dtype
+    Sc = S.astype(dtype)
+    a1 = (Sc @ arrays["g"].T).astype(S.dtype) if "g" in arrays else None
+    quads = tuple(_quad(Sc, arrays[name]).astype(S.dtype) for name in names)
+    return a1, quads
+
+
+def finish(kind: str, L: jax.Array, a1: jax.Array | None, quads: tuple, arrays: dict) -> jax.Array:
+    """Metric value per team and weight, (B, W), from the statistics; NaN where undefined."""
     n = arrays["n"][None, :]
     Lc = L[:, None]
+    safe_n = jnp.where(n > 0, n, 1.0)
     if kind in ("gd", "kw", "disagreement"):
-        Sc = S.astype(arrays["G"].dtype)
-        A1 = (Sc @ arrays["g"].T).astype(S.dtype)  # Σ_n w_n k_n, exact integer
-        A2 = _quad(Sc, arrays["G"]).astype(S.dtype)  # Σ_n w_n k_n^2, exact integer
+        (a2,) = quads
         if kind == "gd":
-            den = (Lc - 1.0) * A1
-            return jnp.where(A1 > 0, 1.0 - (A2 - A1) / jnp.where(den > 0, den, 1.0), jnp.nan)
-        safe_n = jnp.where(n > 0, n, 1.0)
+            den = (Lc - 1.0) * a1
+            return jnp.where(a1 > 0, 1.0 - (a2 - a1) / jnp.where(den > 0, den, 1.0), jnp.nan)
         if kind == "kw":
-            return jnp.where(n > 0, (Lc * A1 - A2) / (safe_n * Lc * Lc), jnp.nan)
-        return jnp.where(n > 0, 2.0 * (Lc * A1 - A2) / (safe_n * Lc * (Lc - 1.0)), jnp.nan)
+            return jnp.where(n > 0, (Lc * a1 - a2) / (safe_n * Lc * Lc), jnp.nan)
+        return jnp.where(n > 0, 2.0 * (Lc * a1 - a2) / (safe_n * Lc * (Lc - 1.0)), jnp.nan)
     if kind == "pair":
-        return _quad(S, arrays["X"]) / (Lc * (Lc - 1.0))
+        return quads[0] / (Lc * (Lc - 1.0))
     if kind == "fleiss":
-        safe_n = jnp.where(n > 0, n, 1.0)
-        p_bar = _quad(S, arrays["AG0"]) / (safe_n * Lc * (Lc - 1.0))
-        u = _quad(S, arrays["U"])
+        agree, u = quads
+        p_bar = agree / (safe_n * Lc * (Lc - 1.0))
         full = (n * Lc) ** 2
         p_e = u / jnp.where(full > 0, full, 1.0)
         kappa = jnp.where(u == full, 1.0, (p_bar - p_e) / jnp.where(u == full, 1.0, 1.0 - p_e))
         return jnp.where(n > 0, kappa, jnp.nan)
-    if kind == "entropy":
-        E = arrays["E"]
-        K = S @ E  # (B, N): members wrong per sample
-        phi = jnp.minimum(K, Lc - K)
-        half = jnp.floor(Lc / 2.0)
-        num = phi @ E.T if focal else phi.sum(axis=1, keepdims=True)
-        safe_n = jnp.where(n > 0, n, 1.0)
-        return jnp.where(n > 0, num / (safe_n * half), jnp.nan)
     raise AssertionError(kind)  # pragma: no cover
 
 
-def team_values(kind: str, focal: bool, S: jax.Array, arrays: dict) -> jax.Array:
-    """Scores of a batch of teams, shape (B,): the metric, or its focal mean over members.
+def _entropy(focal: bool, S: jax.Array, L: jax.Array, arrays: dict) -> jax.Array:
+    n = arrays["n"][None, :]
+    E = arrays["E"]
+    Lc = L[:, None]
+    K = S @ E  # (B, N): members wrong per sample
+    phi = jnp.minimum(K, Lc - K)
+    num = phi @ E.T if focal else phi.sum(axis=1, keepdims=True)
+    safe_n = jnp.where(n > 0, n, 1.0)
+    return jnp.where(n > 0, num / (safe_n * jnp.floor(Lc / 2.0)), jnp.nan)
 
-    ``S`` is a float (B, M) 0/1 matrix. Focal variants average over members f of the team
-    with non-empty negative samples; NaN when there is none.
+
+def reduce_members(focal: bool, S: jax.Array, values: jax.Array, n: jax.Array) -> jax.Array:
+    """Team score from per-weight values: the value itself, or the focal mean over members.
+
+    Focal variants average over members f of the team with non-empty negative samples
+    (``n[f] > 0``); NaN when there is none.
     """
-    L = S.sum(axis=1)
-    v = _values(kind, focal, S, L, arrays)
     if not focal:
-        return v[:, 0]
-    use = (S > 0) & (arrays["n"][None, :] > 0)
-    total = jnp.where(use, v, 0.0).sum(axis=1)
+        return values[:, 0]
+    use = (S > 0) & (n[None, :] > 0)
+    total = jnp.where(use, values, 0.0).sum(axis=1)
     count = use.sum(axis=1)
     return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+
+def team_values(kind: str, focal: bool, S: jax.Array, arrays: dict) -> jax.Array:
+    """Scores of a batch of teams, shape (B,), for a (B, M) float 0/1 matrix ``S``."""
+    L = S.sum(axis=1)
+    if kind == "entropy":
+        values = _entropy(focal, S, L, arrays)
+    else:
+        a1, quads = team_statistics(kind, S, arrays)
+        values = finish(kind, L, a1, quads, arrays)
+    return reduce_members(focal, S, values, arrays["n"])
 
 
 @functools.partial(jax.jit, static_argnames=("kind", "focal"))

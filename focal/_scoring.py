@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 import ensembles
 from ensembles import Bundle
 
+from ._checkpoint import ScanCheckpoint, scan_fingerprint
+from ._gray import GRAY_KINDS, GrayPlan, gray_groups
 from ._metrics import METRICS, metric_spec, prepare_metric, team_values, team_values_jit
 from ._moments import Moments
 from ._teams import (
@@ -27,6 +30,7 @@ from ._teams import (
     unrank_teams,
     unrank_teams_jax,
 )
+from ._topk import TopK, ranking_key
 
 __all__ = [
     "DEFAULT_MAX_TEAMS",
@@ -56,12 +60,6 @@ def moments_of(bundle: Bundle | Moments) -> Moments:
     if bundle not in _MOMENTS_CACHE:
         _MOMENTS_CACHE[bundle] = Moments.from_bundle(bundle)
     return _MOMENTS_CACHE[bundle]
-
-
-def _round_key(scores: np.ndarray, sign: float) -> np.ndarray:
-    """Ranking key: sign * score rounded to 10 decimals (ALGORITHMS §5.1), NaN -> -inf."""
-    key = np.round(sign * np.asarray(scores, dtype=np.float64), 10)
-    return np.where(np.isnan(key), -np.inf, key)
 
 
 def _chunk_size(spec_kind: str, focal: bool, n_models: int, n_samples: int, largest: int) -> int:
@@ -230,12 +228,17 @@ def _scan_chunk(size, start, count, arrays, binom, *, kind, focal, n_models, chu
     valid = ranks < count
     S = unrank_teams_jax(jnp.minimum(ranks, count - 1), size, n_models, binom)
     scores = team_values(kind, focal, S.astype(jnp.float64), arrays)
-    key = jnp.round(sign * scores, 10)
-    key = jnp.where(jnp.isnan(key) | ~valid, -jnp.inf, key)
     if k is None:
         return scores, ranks, valid
-    _, top = jax.lax.top_k(key, k)  # stable: equal keys keep canonical (lower index) order
-    return scores[top], ranks[top], valid[top]
+    key = jnp.where(valid, ranking_key(scores, sign, xp=jnp), -jnp.inf)
+    top_keys, top = jax.lax.top_k(key, k)
+    # Teams tied with the k-th may straddle the cut: report how many reach it.
+    n_at_least = jnp.sum(key >= top_keys[-1])
+    return scores[top], ranks[top], valid[top] & (top_keys > -jnp.inf), n_at_least
+
+
+def _chunk_units(m: int, sizes: tuple[int, ...], chunk: int) -> list[tuple[int, int]]:
+    return [(size, start) for size in sizes for start in range(0, math.comb(m, size), chunk)]
 
 
 def _scan(
@@ -244,34 +247,40 @@ def _scan(
     sizes: tuple[int, ...],
     top_k: int | None,
     chunk_size: int | None,
-    progress: ProgressFn | None,
+    *,
+    start_unit: int = 0,
+    threshold: Callable[[], float] | None = None,
 ):
-    """Yield (size, scores, ranks) per chunk; with ``top_k`` only each chunk's best."""
+    """Yield ``(unit, size, scores, ranks, n_teams)`` per chunk of teams in canonical order.
+
+    With ``top_k`` a chunk yields only the teams that can enter a top-k (its k best, plus
+    every team tied with the k-th when ties straddle the cut and reach ``threshold()``).
+    """
     spec = metric_spec(metric)
     mom = moments_of(bundle)
     m = mom.n_models
-    total = count_teams(m, sizes)
     largest = max(math.comb(m, s) for s in sizes)
     chunk = chunk_size or _chunk_size(spec.kind, spec.focal, m, mom.n_samples, largest)
     k = None if top_k is None else min(top_k, chunk)
     arrays = prepare_metric(spec, mom)
-    done = 0
+    units = _chunk_units(m, sizes, chunk)
     with jax.enable_x64(True):
         dev_arrays = {name: jnp.asarray(v) for name, v in arrays.items()}
         binom = jnp.asarray(binomial_table(m))
-        for size in sizes:
+        for unit in range(start_unit, len(units)):
+            size, start = units[unit]
             count = math.comb(m, size)
-            for start in range(0, count, chunk):
-                scores, ranks, valid = _scan_chunk(
-                    jnp.int64(size), jnp.int64(start), jnp.int64(count), dev_arrays, binom,
-                    kind=spec.kind, focal=spec.focal, n_models=m, chunk=chunk, k=k,
-                    sign=spec.sign,
-                )  # fmt: skip
-                valid = np.asarray(valid)
-                yield size, np.asarray(scores)[valid], np.asarray(ranks)[valid]
-                done += min(chunk, count - start)
-                if progress is not None:
-                    progress(done, total)
+            args = (jnp.int64(size), jnp.int64(start), jnp.int64(count), dev_arrays, binom)
+            static = dict(kind=spec.kind, focal=spec.focal, n_models=m, chunk=chunk, sign=spec.sign)
+            out = _scan_chunk(*args, k=k, **static)
+            if k is not None:
+                scores, ranks, valid, n_ge = out
+                bar = -np.inf if threshold is None else threshold()
+                kth = ranking_key(np.asarray(scores)[-1:], spec.sign)[0]
+                if int(n_ge) > k and bool(np.asarray(valid)[-1]) and kth >= bar:
+                    out = _scan_chunk(*args, k=None, **static)
+            scores, ranks, valid = (np.asarray(x) for x in out[:3])
+            yield unit, size, scores[valid], ranks[valid], min(chunk, count - start)
 
 
 def _check_budget(n_teams: int, max_teams: int | None) -> None:
@@ -284,6 +293,17 @@ def _check_budget(n_teams: int, max_teams: int | None) -> None:
         )
 
 
+def _use_gray(scan: str, kind: str, n_models: int, n_teams: int) -> bool:
+    if scan not in ("auto", "gray", "chunked"):
+        raise ValueError(f"scan: unknown scan {scan!r}; use auto, gray or chunked")
+    if scan == "gray" and kind not in GRAY_KINDS:
+        raise ValueError(f"scan: the Gray-code scan does not support this metric ({kind})")
+    if scan != "auto":
+        return scan == "gray"
+    # All 2^M subsets are walked: worth it when the request covers a good part of them.
+    return kind in GRAY_KINDS and n_models >= 12 and 16 * n_teams >= (1 << n_models)
+
+
 def prune(
     bundle: Bundle,
     *,
@@ -293,12 +313,20 @@ def prune(
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     chunk_size: int | None = None,
     progress: ProgressFn | None = None,
+    scan: str = "auto",
+    devices: Sequence[Any] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: float = 5.0,
 ) -> PruneResult:
     """Exhaustive top-K teams by a diversity metric (ALGORITHMS §5.1).
 
-    Scores every team with a size in ``sizes`` through the closed forms (moments computed
-    once, then XLA-jitted chunks of teams, memory bounded by the chunk size), keeps a running
-    top-K, and returns it best first with each team's plurality-vote accuracy.
+    Scores every team with a size in ``sizes`` exactly and keeps a running top-K, in memory
+    bounded by the chunk size. Two exact scans: ``"chunked"`` evaluates the closed forms for
+    batches of teams in canonical order (any metric); ``"gray"`` walks all ``2^M`` subsets in
+    Gray-code order with O(M²) incremental updates, sharded over ``devices`` (metrics with
+    integer statistics: focal / generalized diversity, KW, disagreement, Fleiss' kappa, and
+    their focal variants). ``"auto"`` takes the Gray scan when the request covers at least
+    1/16 of all subsets. Both give the same teams and scores.
 
     Args:
         bundle: the cached outputs.
@@ -306,8 +334,14 @@ def prune(
         sizes: team sizes: an int, an inclusive ``(lo, hi)`` pair, ``"2-5"``, or an iterable.
         top_k: number of teams to return.
         max_teams: refuse requests above this many teams (``None`` for no limit).
-        chunk_size: teams per jitted batch (default: sized to keep ~32 MiB intermediates).
-        progress: optional callback ``progress(done, total)`` after every chunk.
+        chunk_size: teams per jitted batch of the chunked scan (default: ~32 MiB per batch).
+        progress: optional callback ``progress(done, total)``.
+        scan: ``"auto"``, ``"chunked"`` or ``"gray"``.
+        devices: devices for the Gray scan (default: all local devices, a power of two).
+        checkpoint: file to write progress to (atomically, every ``checkpoint_every``
+            seconds, at the end and on interrupt); an existing checkpoint of the same scan is
+            resumed, one of another scan is refused.
+        checkpoint_every: seconds between checkpoint writes.
 
     Returns:
         A :class:`PruneResult`. Ties (scores equal to 10 decimals) go to the smaller team,
@@ -323,22 +357,81 @@ def prune(
     spec = metric_spec(metric)
     if int(top_k) < 1:
         raise ValueError(f"top-k: must be at least 1, got {top_k}")
-    size_tuple = parse_sizes(sizes, bundle.n_models)
-    n_teams = count_teams(bundle.n_models, size_tuple)
+    m = bundle.n_models
+    size_tuple = parse_sizes(sizes, m)
+    n_teams = count_teams(m, size_tuple)
     _check_budget(n_teams, max_teams)
+    gray = _use_gray(scan, spec.kind, m, n_teams)
+    top = TopK(int(top_k), spec.sign)
+    mom = moments_of(bundle)
 
-    best_scores = np.zeros(0)
-    best_sizes = np.zeros(0, dtype=np.int64)
-    best_ranks = np.zeros(0, dtype=np.int64)
-    for size, scores, ranks in _scan(bundle, metric, size_tuple, int(top_k), chunk_size, progress):
-        # Earlier entries precede later ones in canonical order; a stable sort keeps that.
-        all_scores = np.concatenate([best_scores, scores])
-        all_sizes = np.concatenate([best_sizes, np.full(len(scores), size)])
-        all_ranks = np.concatenate([best_ranks, ranks])
-        order = np.argsort(-_round_key(all_scores, spec.sign), kind="stable")[:top_k]
-        best_scores, best_sizes, best_ranks = all_scores[order], all_sizes[order], all_ranks[order]
+    if gray:
+        devs = list(devices) if devices is not None else _power_of_two_devices()
+        plan = GrayPlan(m, n_devices=len(devs))
+        total, per_unit = plan.n_groups, plan.group_steps * plan.n_blocks
+        config = ("gray", plan.block_bits, plan.group_steps)
+    else:
+        largest = max(math.comb(m, s) for s in size_tuple)
+        chunk = chunk_size or _chunk_size(spec.kind, spec.focal, m, mom.n_samples, largest)
+        total = len(_chunk_units(m, size_tuple, chunk))
+        config = ("chunked", chunk)
+    ckpt = None
+    start_unit = 0
+    if checkpoint is not None:
+        ckpt = ScanCheckpoint(
+            checkpoint,
+            fingerprint=scan_fingerprint(bundle, metric, size_tuple, int(top_k), config),
+            every=checkpoint_every,
+        )
+        start_unit = ckpt.resume(top)
 
-    masks = _decode(best_sizes, best_ranks, bundle.n_models)
+    if gray:
+        visited_total = 1 << m
+        arrays = prepare_metric(spec, mom)
+
+        def units():
+            with jax.enable_x64(True):
+                for group, scores, sizes_, ranks in gray_groups(
+                    spec, arrays, plan, size_tuple, int(top_k), devices=devs,
+                    start_group=start_unit, threshold=lambda: top.worst_key,
+                ):  # fmt: skip
+                    yield group, scores, sizes_, ranks, per_unit
+    else:
+        visited_total = n_teams
+
+        def units():
+            for unit, size, scores, ranks, n in _scan(
+                bundle, metric, size_tuple, int(top_k), chunk, start_unit=start_unit,
+                threshold=lambda: top.worst_key,
+            ):  # fmt: skip
+                yield unit, scores, np.full(len(scores), size), ranks, n
+
+    done = 0
+    unit = start_unit - 1
+    try:
+        for unit, scores, sizes_arr, ranks, n in units():
+            top.add(scores, sizes_arr, ranks)
+            done += n
+            if progress is not None:
+                progress(done, visited_total)
+            if ckpt is not None:
+                ckpt.maybe_save(unit + 1, top)
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            ckpt.save(unit + 1, top)
+        raise
+    if ckpt is not None:
+        ckpt.save(total, top)
+    return _result(bundle, spec, size_tuple, n_teams, top)
+
+
+def _power_of_two_devices() -> list:
+    devs = jax.local_devices()
+    return devs[: 1 << (len(devs).bit_length() - 1)]
+
+
+def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> PruneResult:
+    masks = _decode(top.sizes, top.ranks, bundle.n_models)
     accuracy = ensembles.team_accuracy(bundle, masks, combiner="plurality") if len(masks) else []
     teams = tuple(
         TeamScore(
@@ -348,10 +441,10 @@ def prune(
             accuracy=float(acc),
             mask=mask,
         )
-        for mask, score, acc in zip(masks, best_scores, accuracy, strict=True)
+        for mask, score, acc in zip(masks, top.scores, accuracy, strict=True)
     )
     return PruneResult(
-        metric=metric,
+        metric=spec.name,
         direction=spec.direction,
         n_models=bundle.n_models,
         n_samples=bundle.n_samples,
@@ -399,7 +492,11 @@ def score_all(
     _check_budget(count_teams(mom.n_models, size_tuple), max_teams)
     all_masks, all_scores = [], []
     binom = binomial_table(mom.n_models)
-    for size, scores, ranks in _scan(bundle, metric, size_tuple, None, chunk_size, progress):
+    done, total = 0, count_teams(mom.n_models, size_tuple)
+    for _, size, scores, ranks, n in _scan(bundle, metric, size_tuple, None, chunk_size):
         all_masks.append(unrank_teams(ranks, size, mom.n_models, binom))
         all_scores.append(scores)
+        done += n
+        if progress is not None:
+            progress(done, total)
     return np.concatenate(all_masks), np.concatenate(all_scores)
