@@ -8,7 +8,7 @@ Example:
     >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
     ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
     >>> round(float(focal.score_teams(b, [("a", "c")])[0]), 3)
-    0.5
+    0.333
     >>> focal.prune(b, sizes=2, top_k=1).teams[0].members
     ('a', 'b')
 """

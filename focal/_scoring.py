@@ -164,7 +164,7 @@ def score_teams(
         >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
         ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
         >>> score_teams(b, [("a", "b"), ("a", "c")]).round(4).tolist()
-        [1.0, 0.5]
+        [1.0, 0.3333]
     """
     spec = metric_spec(metric)
     mom = moments_of(bundle)
@@ -485,7 +485,7 @@ def score_all(
         ...                             preds=[[1, 0], [0, 1], [1, 1]])
         >>> masks, scores = score_all(b, sizes=(2, 3))
         >>> masks.shape, scores.round(3).tolist()
-        ((4, 3), [1.0, 0.333, 0.5, 0.5])
+        ((4, 3), [1.0, 0.167, 0.167, 0.5])
     """
     mom = moments_of(bundle)
     size_tuple = parse_sizes(sizes, mom.n_models)
