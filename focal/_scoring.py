@@ -433,6 +433,9 @@ def _power_of_two_devices() -> list:
 def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> PruneResult:
     masks = _decode(top.sizes, top.ranks, bundle.n_models)
     accuracy = ensembles.team_accuracy(bundle, masks, combiner="plurality") if len(masks) else []
+    # Re-score the winners through one fixed kernel: scans fuse the final ratio differently
+    # (per scan kind and device count), which can move the last bit; reported scores don't.
+    scores = score_teams(bundle, masks, metric=spec.name) if len(masks) else top.scores
     teams = tuple(
         TeamScore(
             members=tuple(m for m, keep in zip(bundle.models, mask, strict=True) if keep),
@@ -441,7 +444,7 @@ def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> PruneResult:
             accuracy=float(acc),
             mask=mask,
         )
-        for mask, score, acc in zip(masks, top.scores, accuracy, strict=True)
+        for mask, score, acc in zip(masks, scores, accuracy, strict=True)
     )
     return PruneResult(
         metric=spec.name,
