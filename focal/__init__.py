@@ -17,6 +17,12 @@ from ._metrics import METRICS as METRICS
 from ._metrics import MetricSpec as MetricSpec
 from ._metrics import metric_spec as metric_spec
 from ._moments import Moments as Moments
+from ._objective import Objective as Objective
+from ._objective import pareto_front as pareto_front
+from ._protocol import SelectionReport as SelectionReport
+from ._protocol import paired_improvement_pvalue as paired_improvement_pvalue
+from ._protocol import protocol_splits as protocol_splits
+from ._protocol import report_teams as report_teams
 from ._scoring import DEFAULT_MAX_TEAMS as DEFAULT_MAX_TEAMS
 from ._scoring import PruneResult as PruneResult
 from ._scoring import TeamScore as TeamScore
@@ -32,12 +38,18 @@ __all__ = [
     "METRICS",
     "MetricSpec",
     "Moments",
+    "Objective",
     "PruneResult",
+    "SelectionReport",
     "TeamScore",
     "count_teams",
     "metric_spec",
+    "paired_improvement_pvalue",
+    "pareto_front",
     "parse_sizes",
+    "protocol_splits",
     "prune",
+    "report_teams",
     "score_all",
     "score_team",
     "score_teams",
