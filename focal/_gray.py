@@ -43,7 +43,9 @@ class GrayPlan:
 
     Args:
         n_models: M.
-        n_devices: devices the blocks are sharded over (a power of two).
+        n_devices: devices per process the blocks are sharded over (a power of two).
+        n_processes: processes (hosts) sharing the blocks (a power of two); each takes a
+            contiguous range of blocks.
         block_bits: h, so there are ``2^h`` blocks (default: about 2^10, at least one per
             device, at most ``2^(M-1)``).
         group_steps: Gray steps per jitted call (default: about 2^18 teams per call).
@@ -54,12 +56,14 @@ class GrayPlan:
         n_models: int,
         *,
         n_devices: int = 1,
+        n_processes: int = 1,
         block_bits: int | None = None,
         group_steps: int | None = None,
     ):
-        if n_devices & (n_devices - 1):
-            raise ValueError(f"devices: the Gray scan needs a power of two, got {n_devices}")
-        dev_bits = n_devices.bit_length() - 1
+        for name, value in (("devices", n_devices), ("processes", n_processes)):
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"{name}: the Gray scan needs a power of two, got {value}")
+        dev_bits = (n_devices * n_processes).bit_length() - 1
         if block_bits is None:
             block_bits = min(max(10, dev_bits), n_models - 1)
         if not dev_bits <= block_bits <= n_models - 1:
@@ -68,6 +72,7 @@ class GrayPlan:
             )
         self.n_models = n_models
         self.n_devices = n_devices
+        self.n_processes = n_processes
         self.block_bits = block_bits
         self.low_bits = n_models - block_bits
         self.n_blocks = 1 << block_bits
@@ -157,12 +162,12 @@ def _compiled_group(mesh: Mesh, kind: str, focal: bool, sign: float, k: int | No
     return jax.jit(sharded)
 
 
-def _initial_state(plan: GrayPlan, kind: str, arrays: dict, group: int, sharding):
-    """State of every block just before the first step of ``group`` (direct evaluation)."""
+def _initial_state(plan: GrayPlan, kind: str, arrays: dict, group: int, blocks, sharding):
+    """State of the given blocks just before the first step of ``group`` (direct evaluation)."""
     last = np.array([group * plan.group_steps - 1]) if group else None
     low = plan.low_masks(last)[0] if last is not None else np.zeros(plan.low_bits, bool)
-    high = plan.high_masks(np.arange(plan.n_blocks))
-    masks = np.concatenate([np.broadcast_to(low, (plan.n_blocks, plan.low_bits)), high], axis=1)
+    high = plan.high_masks(blocks)
+    masks = np.concatenate([np.broadcast_to(low, (len(blocks), plan.low_bits)), high], axis=1)
     S = jnp.asarray(masks, dtype=jnp.float64)
     a1, quads = team_statistics(kind, S, arrays)
     state = (S, S.sum(axis=1), a1, quads)
@@ -177,10 +182,14 @@ def gray_groups(
     k: int,
     *,
     devices: list | None = None,
+    process_index: int = 0,
     start_group: int = 0,
     threshold: Callable[[], float] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Scan groups ``start_group, ...``; yield ``(group, scores, sizes, ranks)`` candidates.
+
+    This process scans its range of blocks (``process_index`` of ``plan.n_processes``) on
+    ``devices`` (its local devices, ``plan.n_devices`` of them).
 
     Each group yields at least every team that can enter a top-k (per device shard: its k
     best, plus all teams tied with the k-th when ties straddle the cut, found by re-running
@@ -189,19 +198,21 @@ def gray_groups(
     """
     if spec.kind not in GRAY_KINDS:
         raise ValueError(f"metric: {spec.name} has no exact incremental form")
-    devices = devices or jax.devices()[: plan.n_devices]
+    devices = devices or jax.local_devices()[: plan.n_devices]
+    per_process = plan.n_blocks // plan.n_processes
+    first_block = process_index * per_process
     mesh = Mesh(np.array(devices), ("blocks",))
     replicated = NamedSharding(mesh, P())
     dev_arrays = jax.device_put({name: jnp.asarray(v) for name, v in arrays.items()}, replicated)
     size_ok = np.zeros(plan.n_models + 1, dtype=bool)
     size_ok[list(sizes)] = True
     size_ok = jax.device_put(jnp.asarray(size_ok), replicated)
-    k_local = min(k, plan.group_steps * plan.n_blocks // plan.n_devices)
+    local_blocks = per_process // plan.n_devices
+    k_local = min(k, plan.group_steps * local_blocks)
     run_top = _compiled_group(mesh, spec.kind, spec.focal, spec.sign, k_local)
-    state = _initial_state(
-        plan, spec.kind, dev_arrays, start_group, NamedSharding(mesh, P("blocks"))
-    )
-    local_blocks = plan.n_blocks // plan.n_devices
+    my_blocks = np.arange(first_block, first_block + per_process)
+    shards = NamedSharding(mesh, P("blocks"))
+    state = _initial_state(plan, spec.kind, dev_arrays, start_group, my_blocks, shards)
     for group in range(start_group, plan.n_groups):
         flips = jax.device_put(jnp.asarray(plan.flips(group)), replicated)
         new_state, keys, scores, idx, n_ge = run_top(state, flips, dev_arrays, size_ok)
@@ -220,6 +231,6 @@ def gray_groups(
         dev = np.nonzero(keep)[0]
         local = idx[keep]
         steps = group * plan.group_steps + local // local_blocks
-        blocks = dev * local_blocks + local % local_blocks
+        blocks = first_block + dev * local_blocks + local % local_blocks
         masks = plan.team_masks(steps, blocks)
         yield group, scores[keep], masks.sum(axis=1), rank_teams(masks)

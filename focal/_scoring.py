@@ -365,9 +365,10 @@ def prune(
     top = TopK(int(top_k), spec.sign)
     mom = moments_of(bundle)
 
+    n_proc, proc = jax.process_count(), jax.process_index()
     if gray:
         devs = list(devices) if devices is not None else _power_of_two_devices()
-        plan = GrayPlan(m, n_devices=len(devs))
+        plan = GrayPlan(m, n_devices=len(devs), n_processes=n_proc)
         total, per_unit = plan.n_groups, plan.group_steps * plan.n_blocks
         config = ("gray", plan.block_bits, plan.group_steps)
     else:
@@ -378,6 +379,8 @@ def prune(
     ckpt = None
     start_unit = 0
     if checkpoint is not None:
+        if gray and n_proc > 1:  # each process checkpoints its own range of blocks
+            checkpoint = f"{os.fspath(checkpoint)}.process{proc}"
         ckpt = ScanCheckpoint(
             checkpoint,
             fingerprint=scan_fingerprint(bundle, metric, size_tuple, int(top_k), config),
@@ -393,7 +396,7 @@ def prune(
             with jax.enable_x64(True):
                 for group, scores, sizes_, ranks in gray_groups(
                     spec, arrays, plan, size_tuple, int(top_k), devices=devs,
-                    start_group=start_unit, threshold=lambda: top.worst_key,
+                    process_index=proc, start_group=start_unit, threshold=lambda: top.worst_key,
                 ):  # fmt: skip
                     yield group, scores, sizes_, ranks, per_unit
     else:
@@ -422,7 +425,30 @@ def prune(
         raise
     if ckpt is not None:
         ckpt.save(total, top)
+    if gray and n_proc > 1:
+        _gather_processes(top)
     return _result(bundle, spec, size_tuple, n_teams, top)
+
+
+def _gather_processes(top: TopK) -> None:
+    """Merge every process's top-K (multi-host Gray scans; all processes end up equal)."""
+    from jax.experimental import multihost_utils
+
+    k = top.k
+    pad = k - len(top.scores)
+    local = np.stack(
+        [
+            np.pad(top.scores, (0, pad), constant_values=np.nan),
+            np.pad(top.sizes.astype(np.float64), (0, pad), constant_values=-1),
+            np.pad(top.ranks.astype(np.float64), (0, pad), constant_values=-1),
+        ]
+    )
+    gathered = np.asarray(multihost_utils.process_allgather(local))  # (processes, 3, k)
+    merged = TopK(k, top.sign)
+    for scores, sizes, ranks in gathered:
+        keep = sizes >= 0
+        merged.add(scores[keep], sizes[keep].astype(np.int64), ranks[keep].astype(np.int64))
+    top.load(merged.state())
 
 
 def _power_of_two_devices() -> list:

@@ -167,3 +167,57 @@ def test_four_devices_give_identical_results():
     assert one["n_devices"] == 1 and four["n_devices"] == 4
     assert one["focal"] == four["focal"]
     assert one["focal_fleiss_kappa"] == four["focal_fleiss_kappa"]
+
+
+_MULTIHOST = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2,
+                               process_id=int(sys.argv[2]))
+    import numpy as np
+    import ensembles, focal
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 70)
+    preds = np.where(rng.random((13, 70)) < 0.6, labels, rng.integers(-1, 3, (13, 70)))
+    preds[5] = preds[4]
+    b = ensembles.Bundle.create(models=[f"m{i}" for i in range(13)], labels=labels, preds=preds)
+    r = focal.prune(b, sizes=(2, 13), top_k=20, scan="gray")
+    print(json.dumps({"processes": jax.process_count(), "local": jax.local_device_count(),
+                      "focal": [[list(t.members), t.score] for t in r.teams]}))
+    """
+)
+
+
+def test_two_processes_give_identical_results():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env["JAX_PLATFORMS"] = "cpu"
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-c", _MULTIHOST, f"localhost:{port}"]
+    procs = [
+        subprocess.Popen(args + [str(i)], env=env, cwd=root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    outs = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            pytest.skip("jax.distributed on CPU did not start in time here")
+        if proc.returncode != 0 and "gloo" in err.lower() and "not" in err.lower():
+            pytest.skip("this jaxlib has no CPU collectives (gloo)")
+        assert proc.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    single = _run_sharded(1)
+    for out in outs:
+        assert out["processes"] == 2 and out["local"] == 2
+        assert out["focal"] == single["focal"]
