@@ -19,13 +19,16 @@ from ._metrics import metric_spec as metric_spec
 from ._moments import Moments as Moments
 from ._objective import Objective as Objective
 from ._objective import pareto_front as pareto_front
+from ._protocol import DEFAULT_OBJECTIVE as DEFAULT_OBJECTIVE
 from ._protocol import SelectionReport as SelectionReport
 from ._protocol import paired_improvement_pvalue as paired_improvement_pvalue
 from ._protocol import protocol_splits as protocol_splits
+from ._protocol import recommend as recommend
 from ._protocol import report_teams as report_teams
 from ._scoring import DEFAULT_MAX_TEAMS as DEFAULT_MAX_TEAMS
 from ._scoring import PruneResult as PruneResult
 from ._scoring import TeamScore as TeamScore
+from ._scoring import pareto_prune as pareto_prune
 from ._scoring import prune as prune
 from ._scoring import score_all as score_all
 from ._scoring import score_team as score_team
@@ -35,6 +38,7 @@ from ._teams import parse_sizes as parse_sizes
 
 __all__ = [
     "DEFAULT_MAX_TEAMS",
+    "DEFAULT_OBJECTIVE",
     "METRICS",
     "MetricSpec",
     "Moments",
@@ -46,9 +50,11 @@ __all__ = [
     "metric_spec",
     "paired_improvement_pvalue",
     "pareto_front",
+    "pareto_prune",
     "parse_sizes",
     "protocol_splits",
     "prune",
+    "recommend",
     "report_teams",
     "score_all",
     "score_team",

@@ -38,10 +38,37 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
+def _add_objective(
+    p: argparse.ArgumentParser, *, default: str, w_div: float = 0.5, w_acc: float = 0.5
+) -> None:
+    p.add_argument(
+        "--objective",
+        choices=("metric", "fitness", "pareto"),
+        default=default,
+        help=f"ranking: metric alone, fitness, or Pareto front (default {default})",
+    )
+    p.add_argument(
+        "--w-div", type=float, default=w_div, help=f"fitness weight of the metric ({w_div})"
+    )
+    p.add_argument(
+        "--w-acc", type=float, default=w_acc, help=f"fitness weight of accuracy ({w_acc})"
+    )
+    p.add_argument("--size-penalty", type=float, default=0.0, help="fitness: minus this*size/M")
+
+
+def _add_protocol(
+    p: argparse.ArgumentParser, *, select_on: str | None = None, report_on: str | None = None
+) -> None:
+    splits = ("train", "val", "test")
+    p.add_argument("--select-on", choices=splits, default=select_on, help="split to choose on")
+    p.add_argument("--report-on", choices=splits, default=report_on, help="split to report on")
+
+
+def _add_common(p: argparse.ArgumentParser, *, task: bool = True, split: bool = True) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, CONTRACT §1)")
     if task:
         p.add_argument("--task", metavar="T", help="task name inside a multi-task bundle")
+    if task and split:
         p.add_argument(
             "--split",
             metavar="NAME",
@@ -93,10 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
             Score every team with a size in --sizes and print the top K, most diverse first,
             with each team's plurality-vote accuracy on the same samples.
 
+            Ranking (--objective): by the metric alone (default, exact and exhaustive); by
+            FusionShot's fitness w_div*metric + w_acc*accuracy - size_penalty*size/M; or the
+            Pareto front of (metric, plurality accuracy). Search (--search): exhaustive
+            (exact; the Gray-code scan for large requests), or, for large pools, greedy,
+            beam, ga (FusionShot's genetic algorithm) and hq (HQ-Ensemble's hierarchical
+            pruning), which optimise the fitness. With --select-on/--report-on, teams are
+            chosen on one split and reported on another next to the best single model
+            (chosen on the selection split) and the whole pool.
+
             examples:
               focal prune outputs.npz --sizes 2-5 --top-k 10
               focal prune bbh.npz --task navigate --size 3 --metric focal_cohen_kappa
               focal prune outputs.npz --split val --format json > teams.json
+              focal prune pool.npz --sizes 2-24 --checkpoint scan.ckpt   # resumable
+              focal prune mmlu.npz --objective fitness --w-div 0.5 --sizes 2-4
+              focal prune mmlu.npz --search ga --sizes 2-8 --seed 1
+              focal prune mmlu.npz --select-on val --report-on test --objective pareto
             """
         ),
     )
@@ -118,6 +158,55 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="refuse scans above this many teams (default 2^22)",
     )
+    _add_objective(p, default="metric")
+    p.add_argument(
+        "--search",
+        choices=("exhaustive", "ga", "hq", "greedy", "beam"),
+        default="exhaustive",
+        help="search method (default exhaustive)",
+    )
+    p.add_argument(
+        "--scan",
+        choices=("auto", "chunked", "gray"),
+        default="auto",
+        help="exhaustive scan: batched closed forms, or Gray-code incremental (default auto)",
+    )
+    p.add_argument("--checkpoint", metavar="FILE", help="resumable scan: progress file")
+    _add_protocol(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of ga and of seeded splits")
+    p.add_argument("--generations", type=int, default=1000, help="ga: generation cap")
+    p.add_argument("--population", type=int, default=100, help="ga: population size")
+    p.add_argument("--mutation-rate", type=float, default=None, help="ga: default 1/M")
+    p.add_argument("--beam-width", type=int, default=16, help="beam: width (default 16)")
+
+    p = sub.add_parser(
+        "recommend",
+        help="recommend a team: choose on one split by the default objective, report on another",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Choose teams on the selection split by the default objective
+            (0.2*focal + 0.8*plurality accuracy, chosen on the shared BBH and MMLU-Pro
+            bundles: see bench/README.md), and report them on the report split next to the
+            best single model chosen on the selection split and the whole pool. The
+            recommendation is the best team only when it beats the best single model on the
+            selection split by a one-sided exact McNemar test at --alpha (default 0.05);
+            otherwise the best single model is recommended, and the report says so.
+
+            examples:
+              focal recommend outputs.npz --select-on val --report-on test
+              focal recommend bbh.npz --task navigate --select-on train --report-on test
+              focal recommend mmlu.npz --seed 3 --format json
+            """
+        ),
+    )
+    _add_common(p, split=False)
+    p.add_argument("--sizes", default="2-5", help="team sizes (default 2-5)")
+    p.add_argument("--top-k", type=int, default=5, help="teams to report (default 5)")
+    _add_objective(p, default="fitness", w_div=0.2, w_acc=0.8)
+    _add_protocol(p, select_on="val", report_on="test")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance of the guard")
+    p.add_argument("--seed", type=int, default=0, help="seed of a split made for the bundle")
 
     p = sub.add_parser(
         "score",

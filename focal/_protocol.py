@@ -18,7 +18,15 @@ from ensembles import Bundle, BundleError
 from ._metrics import metric_spec
 from ._objective import Objective
 
-__all__ = ["SelectionReport", "protocol_splits", "report_teams"]
+__all__ = [
+    "DEFAULT_OBJECTIVE",
+    "SelectionReport",
+    "paired_improvement_pvalue",
+    "protocol_splits",
+    "recommend",
+    "report_teams",
+    "top_by_objective",
+]
 
 
 def protocol_splits(
@@ -100,6 +108,7 @@ class SelectionReport:
     teams: tuple[ReportedTeam, ...]
     best_single: dict[str, Any]
     pool: dict[str, Any]
+    recommendation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -114,6 +123,7 @@ class SelectionReport:
             "teams": [t.to_dict() for t in self.teams],
             "best_single": _clean(self.best_single),
             "pool": _clean(self.pool),
+            **({"recommendation": _clean(self.recommendation)} if self.recommendation else {}),
         }
 
 
@@ -228,3 +238,94 @@ def paired_improvement_pvalue(team_right: np.ndarray, single_right: np.ndarray) 
         return 1.0
     tail = sum(math.comb(n, i) for i in range(b, n + 1))
     return float(tail / 2**n)
+
+
+#: Default objective of :func:`recommend`, chosen on the shared BBH and MMLU-Pro bundles
+#: (bench/recommend_defaults.py): accuracy first, focal diversity as a regulariser.
+DEFAULT_OBJECTIVE = Objective(metric="focal", w_div=0.2, w_acc=0.8)
+
+#: Teams scored exhaustively by :func:`recommend` before it switches to beam search.
+RECOMMEND_EXHAUSTIVE_LIMIT = 1 << 18
+
+
+def top_by_objective(
+    bundle: Bundle, *, objective: Objective, sizes: Any, top_k: int, max_teams: int | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Exhaustively the ``top_k`` teams by ``objective`` (canonical order on ties).
+
+    Returns ``(masks, fitness, method)``; refuses more than ``max_teams`` teams.
+    """
+    from ._scoring import score_all
+
+    masks, scores = score_all(bundle, metric=objective.metric, sizes=sizes, max_teams=max_teams)
+    accuracy = ensembles.team_accuracy(bundle, masks, combiner=objective.combiner)
+    fitness = objective.fitness(scores, accuracy, masks.sum(axis=1), bundle.n_models)
+    order = np.argsort(-np.round(fitness, 10), kind="stable")[: int(top_k)]
+    return masks[order], fitness[order], "exhaustive"
+
+
+def recommend(
+    bundle: Bundle,
+    *,
+    select_on: str = "val",
+    report_on: str = "test",
+    objective: Objective = DEFAULT_OBJECTIVE,
+    sizes: Any = (2, 5),
+    top_k: int = 5,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> SelectionReport:
+    """Recommend a team: choose on one split by ``objective``, report on another.
+
+    The ``top_k`` teams by ``objective`` on the selection split are reported on the report
+    split beside the best single model (chosen on the selection split) and the whole pool.
+    The recommendation is the best team when it beats the best single model on the selection
+    split (one-sided exact McNemar test, :func:`paired_improvement_pvalue` ≤ ``alpha``),
+    else the best single model. Pools too large for exhaustive scoring
+    (more than 2^18 teams) are searched by beam search.
+
+    Example:
+        >>> import numpy as np, ensembles
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 3, 2000)
+        >>> preds = np.where(rng.random((4, 2000)) < 0.7, y, rng.integers(0, 3, (4, 2000)))
+        >>> b = ensembles.Bundle.create(models=list("abcd"), labels=y, preds=preds)
+        >>> rec = recommend(b, sizes=(2, 4), seed=0).recommendation
+        >>> rec["kind"], rec["members"]
+        ('team', ['a', 'b', 'c'])
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: must lie in [0, 1], got {alpha}")
+    select, report, source = protocol_splits(
+        bundle, select_on=select_on, report_on=report_on, seed=seed
+    )
+    from ._teams import count_teams, parse_sizes
+
+    size_tuple = parse_sizes(sizes, select.n_models)
+    if count_teams(select.n_models, size_tuple) <= RECOMMEND_EXHAUSTIVE_LIMIT:
+        masks, _, method = top_by_objective(select, objective=objective, sizes=size_tuple,
+                                            top_k=top_k)  # fmt: skip
+    else:
+        from ._search import search
+
+        found = search(select, "beam", objective=objective, sizes=size_tuple, top_k=top_k)
+        masks, method = np.stack([t.mask for t in found.teams]), "beam"
+    result = report_teams(
+        select, report, masks, objective=objective, method=method, select_on=select_on,
+        report_on=report_on, split_source=source,
+    )  # fmt: skip
+    best = result.teams[0]
+    single = select.model_indices([result.best_single["name"]])[0]
+    p_value = paired_improvement_pvalue(
+        ensembles.combine(select, best.mask) == select.labels, select.errors[single] == 0
+    )
+    if p_value <= alpha:
+        rec = {"kind": "team", "members": list(best.members),
+               "report_accuracy": best.report_accuracy}  # fmt: skip
+        reason = "beats the best single model on the selection split"
+    else:
+        rec = {"kind": "single_model", "members": [result.best_single["name"]],
+               "report_accuracy": result.best_single["report_accuracy"]}  # fmt: skip
+        reason = "no team beats the best single model significantly on the selection split"
+    rec.update(p_value=p_value, alpha=alpha, reason=reason)
+    return dataclasses.replace(result, recommendation=rec)

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_TEAMS",
     "PruneResult",
     "TeamScore",
+    "pareto_prune",
     "prune",
     "score_all",
     "score_team",
@@ -529,3 +530,55 @@ def score_all(
         if progress is not None:
             progress(done, total)
     return np.concatenate(all_masks), np.concatenate(all_scores)
+
+
+def pareto_prune(
+    bundle: Bundle,
+    *,
+    metric: str = "focal",
+    sizes: Any = (2, 5),
+    top_k: int | None = None,
+    max_teams: int | None = DEFAULT_MAX_TEAMS,
+    progress: ProgressFn | None = None,
+) -> PruneResult:
+    """Teams on the Pareto front of (diversity, plurality accuracy), most accurate first.
+
+    Every team of the sizes is scored (exactly) and voted; a team is kept when no other team
+    is at least as diverse (in the metric's direction) and as accurate, and better in one.
+
+    Example:
+        >>> import ensembles
+        >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
+        ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
+        >>> [t.members for t in pareto_prune(b, sizes=(2, 3)).teams]
+        [('a', 'b')]
+    """
+    from ._objective import pareto_front
+
+    spec = metric_spec(metric)
+    masks, scores = score_all(
+        bundle, metric=metric, sizes=sizes, max_teams=max_teams, progress=progress
+    )
+    accuracy = ensembles.team_accuracy(bundle, masks)
+    front = pareto_front(spec.sign * scores, accuracy)
+    if top_k is not None:
+        front = front[: int(top_k)]
+    teams = tuple(
+        TeamScore(
+            members=tuple(m for m, keep in zip(bundle.models, masks[i], strict=True) if keep),
+            size=int(masks[i].sum()),
+            score=float(scores[i]),
+            accuracy=float(accuracy[i]),
+            mask=masks[i],
+        )
+        for i in front
+    )
+    return PruneResult(
+        metric=spec.name,
+        direction=spec.direction,
+        n_models=bundle.n_models,
+        n_samples=bundle.n_samples,
+        n_teams_scored=len(masks),
+        sizes=parse_sizes(sizes, bundle.n_models),
+        teams=teams,
+    )
