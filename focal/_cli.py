@@ -341,35 +341,184 @@ def _log(msg: str) -> None:
 # ---------------------------------------------------------------------------- commands
 
 
+def _objective_of(args: argparse.Namespace):
+    import focal
+
+    return focal.Objective(
+        metric=getattr(args, "metric", "focal"),
+        w_div=args.w_div,
+        w_acc=args.w_acc,
+        size_penalty=args.size_penalty,
+    )
+
+
 def _cmd_prune(args: argparse.Namespace) -> int:
     import focal
 
     from ._progress import ProgressBar
 
     bundle = _load(args)
-    sizes = args.size if args.size is not None else args.sizes
-    bar = ProgressBar("scoring teams")
-    kwargs = {} if args.max_teams is None else {"max_teams": args.max_teams}
-    try:
-        result = focal.prune(
-            bundle, metric=args.metric, sizes=sizes, top_k=args.top_k, progress=bar, **kwargs
+    select, report, source = bundle, None, "bundle"
+    if (args.select_on is None) != (args.report_on is None):
+        raise CliError("--select-on and --report-on go together")
+    if args.select_on is not None:
+        if args.split:
+            raise CliError("--split cannot be combined with --select-on/--report-on")
+        select, report, source = focal.protocol_splits(
+            bundle, select_on=args.select_on, report_on=args.report_on, seed=args.seed
         )
+    sizes = args.size if args.size is not None else args.sizes
+    kwargs = {} if args.max_teams is None else {"max_teams": args.max_teams}
+    objective = None if args.objective == "metric" else _objective_of(args)
+    if args.search != "exhaustive" and args.objective == "pareto":
+        raise CliError("--objective pareto needs --search exhaustive")
+    if args.checkpoint and (args.search != "exhaustive" or args.objective != "metric"):
+        raise CliError("--checkpoint applies to exhaustive scans ranked by the metric")
+    bar = ProgressBar("scoring teams")
+    fitness = None
+    extra: dict[str, Any] = {}
+    try:
+        if args.search == "exhaustive" and args.objective == "metric":
+            result = focal.prune(
+                select, metric=args.metric, sizes=sizes, top_k=args.top_k, progress=bar,
+                scan=args.scan, checkpoint=args.checkpoint, **kwargs,
+            )  # fmt: skip
+        elif args.objective == "pareto":
+            result = focal.pareto_prune(
+                select, metric=args.metric, sizes=sizes, top_k=args.top_k, progress=bar, **kwargs
+            )
+        else:
+            from ._search import search
+
+            options: dict[str, Any] = {"objective": objective}
+            if args.search == "ga":
+                options.update(
+                    seed=args.seed, generations=args.generations, population=args.population,
+                    mutation_rate=args.mutation_rate,
+                )  # fmt: skip
+            elif args.search == "beam":
+                options["beam_width"] = args.beam_width
+            found = search(select, args.search, sizes=sizes, top_k=args.top_k, **options)
+            fitness = [t.fitness for t in found.teams]
+            result = focal.PruneResult(
+                metric=args.metric,
+                direction=focal.metric_spec(args.metric).direction,
+                n_models=select.n_models,
+                n_samples=select.n_samples,
+                n_teams_scored=found.n_evaluated,
+                sizes=focal.parse_sizes(sizes, select.n_models),
+                teams=tuple(
+                    focal.TeamScore(t.members, t.size, t.score, t.accuracy, t.mask)
+                    for t in found.teams
+                ),
+            )
+            extra["search"] = {
+                "method": args.search,
+                "objective": objective.name,
+                "n_evaluated": found.n_evaluated,
+                "seconds": found.seconds,
+            }
     finally:
         bar.close()
+    doc = result.to_dict()
+    if fitness is not None:
+        for team, fit in zip(doc["teams"], fitness, strict=True):
+            team["fitness"] = fit
+    doc.update(extra)
+    if args.objective == "pareto":
+        doc["ranking"] = "pareto"
+    if report is not None:
+        masks = np.stack([t.mask for t in result.teams]) if result.teams else np.zeros((0, 0))
+        doc["report"] = focal.report_teams(
+            select, report, masks, metric=args.metric, objective=objective,
+            method=args.search, select_on=args.select_on, report_on=args.report_on,
+            split_source=source,
+        ).to_dict()  # fmt: skip
     if args.format == "json":
-        _emit_json(result.to_dict())
+        _emit_json(doc)
         return 0
     where = f" ({bundle.task})" if bundle.task else ""
+    on = f", chosen on {args.select_on}" if report is not None else ""
+    how = "exhaustive" if args.search == "exhaustive" else f"{args.search} search"
     print(
-        f"{result.n_teams_scored:,} teams of sizes {_sizes_text(result.sizes)} from "
-        f"{result.n_models} models{where}, {result.n_samples:,} samples; metric {result.metric} "
-        f"({result.direction} is more diverse)"
+        f"{result.n_teams_scored:,} teams ({how}) of sizes {_sizes_text(result.sizes)} from "
+        f"{result.n_models} models{where}, {result.n_samples:,} samples{on}; metric "
+        f"{result.metric} ({result.direction} is more diverse)"
+        + (f"; objective {objective.name}" if objective is not None and fitness else "")
     )
+    headers = ["rank", "score", "plurality acc"]
+    if fitness is not None:
+        headers.append("fitness")
+    if report is not None:
+        headers.append(f"acc on {args.report_on}")
+    headers += ["size", "members"]
+    rows = []
+    for i, t in enumerate(result.teams):
+        row = [i + 1, t.score, t.accuracy]
+        if fitness is not None:
+            row.append(fitness[i])
+        if report is not None:
+            row.append(doc["report"]["teams"][i]["report_accuracy"])
+        rows.append([*row, t.size, ", ".join(t.members)])
+    print(_table(headers, rows))
+    if report is not None:
+        _print_baselines(doc["report"])
+    return 0
+
+
+def _print_baselines(rep: dict[str, Any]) -> None:
+    single, pool = rep["best_single"], rep["pool"]
+    print(
+        f"\nbaselines on {rep['report_on']} ({rep['n_report']:,} samples; chosen on "
+        f"{rep['select_on']}, {rep['n_select']:,} samples; split from {rep['split_source']}):"
+    )
+    print(
+        _table(
+            ("baseline", f"acc on {rep['select_on']}", f"acc on {rep['report_on']}"),
+            [
+                (f"best single model: {single['name']}", single["accuracy"],
+                 single["report_accuracy"]),
+                ("whole pool (plurality)", pool["accuracy"], pool["report_accuracy"]),
+            ],
+        )
+    )  # fmt: skip
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    import ensembles
+    import focal
+
+    bundle = ensembles.load_bundle(args.bundle, task=args.task)
+    objective = focal.Objective(w_div=args.w_div, w_acc=args.w_acc, size_penalty=args.size_penalty)
+    if args.objective != "fitness":
+        raise CliError("recommend ranks by --objective fitness; use focal prune for others")
+    rep = focal.recommend(
+        bundle, select_on=args.select_on, report_on=args.report_on, objective=objective,
+        sizes=args.sizes, top_k=args.top_k, alpha=args.alpha, seed=args.seed,
+    ).to_dict()  # fmt: skip
+    if args.format == "json":
+        _emit_json(rep)
+        return 0
+    rec = rep["recommendation"]
+    print(
+        f"recommendation ({rec['kind'].replace('_', ' ')}): {', '.join(rec['members'])} — "
+        f"accuracy {_fmt(rec['report_accuracy'])} on {rep['report_on']}"
+    )
+    print(f"  {rec['reason']} (one-sided McNemar p = {rec['p_value']:.3g}, alpha {rec['alpha']})")
+    print(f"\nteams ranked by {rep['ranking']} on {rep['select_on']}:")
     rows = [
-        (i + 1, t.score, t.accuracy, t.size, ", ".join(t.members))
-        for i, t in enumerate(result.teams)
-    ]
-    print(_table(("rank", "score", "plurality acc", "size", "members"), rows))
+        (i + 1, t["fitness"], t["score"], t["accuracy"], t["report_accuracy"], t["size"],
+         ", ".join(t["members"]))
+        for i, t in enumerate(rep["teams"])
+    ]  # fmt: skip
+    print(
+        _table(
+            ("rank", "fitness", "focal", f"acc {rep['select_on']}", f"acc {rep['report_on']}",
+             "size", "members"),
+            rows,
+        )
+    )  # fmt: skip
+    _print_baselines(rep)
     return 0
 
 
@@ -511,7 +660,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"prune": _cmd_prune, "score": _cmd_score, "info": _cmd_info, "demo": _cmd_demo}
+_COMMANDS = {
+    "prune": _cmd_prune,
+    "recommend": _cmd_recommend,
+    "score": _cmd_score,
+    "info": _cmd_info,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
