@@ -13,6 +13,18 @@ Example:
     ('a', 'b')
 """
 
+from ._compat_ensemblebench import EB_METRICS as EB_METRICS
+from ._compat_ensemblebench import FQOptions as FQOptions
+from ._compat_ensemblebench import FQResult as FQResult
+from ._compat_ensemblebench import TeamSelection as TeamSelection
+from ._compat_ensemblebench import TeamStatistics as TeamStatistics
+from ._compat_ensemblebench import fq_scores as fq_scores
+from ._compat_ensemblebench import fq_select as fq_select
+from ._compat_ensemblebench import team_statistics as team_statistics
+from ._hq import HQResult as HQResult
+from ._hq import HQSearchResult as HQSearchResult
+from ._hq import hq_search as hq_search
+from ._hq import hq_select as hq_select
 from ._metrics import METRICS as METRICS
 from ._metrics import MetricSpec as MetricSpec
 from ._metrics import metric_spec as metric_spec
@@ -39,14 +51,25 @@ from ._teams import parse_sizes as parse_sizes
 __all__ = [
     "DEFAULT_MAX_TEAMS",
     "DEFAULT_OBJECTIVE",
+    "EB_METRICS",
     "METRICS",
+    "FQOptions",
+    "FQResult",
+    "HQResult",
+    "HQSearchResult",
     "MetricSpec",
     "Moments",
     "Objective",
     "PruneResult",
     "SelectionReport",
     "TeamScore",
+    "TeamSelection",
+    "TeamStatistics",
     "count_teams",
+    "fq_scores",
+    "fq_select",
+    "hq_search",
+    "hq_select",
     "metric_spec",
     "paired_improvement_pvalue",
     "pareto_front",
@@ -59,4 +82,5 @@ __all__ = [
     "score_all",
     "score_team",
     "score_teams",
+    "team_statistics",
 ]

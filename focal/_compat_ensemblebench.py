@@ -322,8 +322,8 @@ def _weighted_values(base: str, masks: np.ndarray, wm: dict[str, np.ndarray]) ->
 def _code(metric: str) -> str:
     code = str(metric).upper()
     if code not in EB_METRICS:
-        raise ValueError(f"metric: unknown EnsembleBench metric {metric!r}; choose from "
-                         f"{', '.join(EB_METRICS)}")  # fmt: skip
+        valid = ", ".join(EB_METRICS)
+        raise ValueError(f"metric: unknown EnsembleBench metric {metric!r}; choose from {valid}")
     return code
 
 
@@ -768,7 +768,9 @@ def team_statistics(
     return _stats_from(acc, masks, _individual_accuracy(bundle_eval), pool_acc, round_targets)
 
 
-def random_selection(candidates: Any, n_teams: int, *, seed: int | np.random.Generator = 0):
+def random_selection(
+    candidates: Any, n_teams: int, *, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """A uniformly random set of ``n_teams`` distinct teams among ``candidates`` (the §5.6
     random-selection baseline), in the candidates' order.
 
@@ -984,9 +986,11 @@ class _Pool:
             [ensembles.combine(b, mask, combiner=self.combiner) == b.labels for mask in self.masks]
         ).astype(np.float64)  # (B, N)
         per_focal = np.divide(
-            correct @ e.T, n_neg[None, :], out=np.zeros((len(self.masks), b.n_models)),
+            correct @ e.T,
+            n_neg[None, :],
+            out=np.zeros((len(self.masks), b.n_models)),
             where=n_neg[None, :] > 0,
-        )  # fmt: skip
+        )
         use = self.masks & (n_neg > 0)[None, :]
         count = use.sum(axis=1)
         mean = np.where(use, per_focal, 0.0).sum(axis=1) / np.maximum(count, 1)
@@ -1109,9 +1113,11 @@ def _fq_select_metric(pool: _Pool, code: str) -> tuple[np.ndarray, np.ndarray]:
         fq = pool.fq(code, rows)
         ok = ~np.isnan(fq)
         thr = kmeans_center_threshold(
-            acc_pct[rows[ok]], fq[ok], branch=o.sign_convention,
+            acc_pct[rows[ok]],
+            fq[ok],
+            branch=o.sign_convention,
             standardize=o.kmeans_features != "raw",
-        )  # fmt: skip
+        )
         if thr is None:
             keep = ok
             pool.flags.append(
@@ -1190,8 +1196,15 @@ def _selection(method, code, pool, rows, scores, ctx) -> TeamSelection:
 class _EvalContext:
     """Evaluation-side accuracies, cached by bitmask, and the seeded random baselines."""
 
-    def __init__(self, bundle_eval: Bundle, combiner: str, options: FQOptions, seed: int,
-                 candidates: np.ndarray, random_baseline: bool):  # fmt: skip
+    def __init__(
+        self,
+        bundle_eval: Bundle,
+        combiner: str,
+        options: FQOptions,
+        seed: int,
+        candidates: np.ndarray,
+        random_baseline: bool,
+    ):
         self.bundle = bundle_eval
         self.combiner = _resolve_combiner(bundle_eval, combiner)
         self.round_targets = options.round_targets
@@ -1293,7 +1306,7 @@ def fq_select(
     seed: int = 0,
     bundle_eval: Bundle | None = None,
     baselines: bool = True,
-    eq_metrics: int = 3,
+    n_eq_metrics: int = 3,
     eq_top: int = 3,
     random_baseline: bool = True,
     max_teams: int | None = DEFAULT_MAX_TEAMS,
@@ -1314,7 +1327,7 @@ def fq_select(
     5. The selection of a metric is the union over sizes.
 
     Also: the mean-threshold baselines of §5.4 (``baselines``), the EQ consensus (the
-    ``eq_metrics`` metrics whose selections hold the most accurate team, intersected, best
+    ``n_eq_metrics`` metrics whose selections hold the most accurate team, intersected, best
     ``eq_top`` teams by selection accuracy; the reference ranks with test accuracy), and §5.6
     statistics of every selection on ``bundle_eval`` with a seeded random-selection baseline.
 
@@ -1328,7 +1341,7 @@ def fq_select(
         bundle_eval: bundle the statistics are reported on (default: ``bundle_select``, which
             the result records as ``eval_split="selection"``).
         baselines: also run the §5.4 baseline selection (on sizes 2..M, or ``sizes``).
-        eq_metrics, eq_top: EQ consensus parameters (3 and 3 in the reference).
+        n_eq_metrics, eq_top: EQ consensus parameters (3 and 3 in the reference).
         random_baseline: add statistics of a random set of equal size to every selection.
         max_teams: refuse pools with more teams than this (every team is scored).
         **options: any switch of :class:`FQOptions` (``estimator``, ``kmeans_features``,
@@ -1376,16 +1389,16 @@ def fq_select(
     base_sel: dict[str, TeamSelection] = {}
     if baselines:
         base_sizes = tuple(range(2, m + 1)) if sizes is None else size_tuple
-        base_pool = pool if base_sizes == size_tuple else _Pool(
-            bundle_select, base_sizes, opts, seed, max_teams
-        )  # fmt: skip
+        base_pool = pool
+        if base_sizes != size_tuple:
+            base_pool = _Pool(bundle_select, base_sizes, opts, seed, max_teams)
         for code in codes:
             rows, vals, flag = _baseline_rows(bundle_select, base_pool.masks, code, opts)
             if flag:
                 pool.flags.append(flag)
             base_sel[code] = _selection("baseline", code, base_pool, rows, vals[rows], ctx)
 
-    eq_codes, eq = _eq_consensus(pool, selected, ctx, eq_metrics, eq_top)
+    eq_codes, eq = _eq_consensus(pool, selected, ctx, n_eq_metrics, eq_top)
     return FQResult(
         mode=opts.mode,
         options=opts,
