@@ -421,6 +421,17 @@ def run_demo(
         disp.savefig(plot_path)
         log(f"focal demo: wrote {plot_path}")
 
+    from ._protocol import recommend
+
+    rec_report = recommend(
+        bundle, select_on="val", report_on="test", sizes=size_tuple, top_k=1
+    ).to_dict()
+    default_recommendation = {
+        **rec_report["recommendation"],
+        "objective": rec_report["ranking"],
+        "top_team": rec_report["teams"][0],
+    }
+
     counts = {s: int((bundle.split == s).sum()) for s in ensembles.SPLIT_NAMES}
     return {
         "seed": seed,
@@ -448,6 +459,7 @@ def run_demo(
         },
         "pool": pool,
         "accuracy_pick": accuracy_pick,
+        "default_recommendation": default_recommendation,
         "all_teams": {
             "plurality_val_mean": _num(np.nanmean(all_val)),
             "plurality_test_mean": _num(np.nanmean(all_test)),
@@ -568,6 +580,19 @@ def format_demo(doc: dict[str, Any]) -> str:
             ", ".join(pick["members"]),
         ),
     ]  # fmt: skip
+    dr = doc.get("default_recommendation")
+    if dr:
+        top = dr["top_team"]
+        rows.append(
+            (
+                "top by 0.2*focal+0.8*acc",
+                top["size"],
+                top["accuracy"],
+                top["report_accuracy"],
+                top["report_soft_accuracy"],
+                ", ".join(top["members"]),
+            )
+        )
     rows += [
         (
             f"focal #{t['rank']}",
@@ -592,6 +617,12 @@ def format_demo(doc: dict[str, Any]) -> str:
         out.append(
             f"({pick['n_tied_val']} teams tie at the best val accuracy; the pick is the first, "
             "smallest team)"
+        )
+    if dr:
+        out.append(
+            f"focal recommend (default objective {dr['objective']}, guarded): "
+            f"{dr['kind'].replace('_', ' ')} {', '.join(dr['members'])}, "
+            f"test accuracy {_f(dr['report_accuracy'])} ({dr['reason']}; p = {dr['p_value']:.3g})"
         )
     out.append(f"plot: {doc['plot']}" if doc["plot"] else "plot: not written")
     return "\n".join(out)
