@@ -21,6 +21,12 @@ from ._compat_ensemblebench import TeamStatistics as TeamStatistics
 from ._compat_ensemblebench import fq_scores as fq_scores
 from ._compat_ensemblebench import fq_select as fq_select
 from ._compat_ensemblebench import team_statistics as team_statistics
+from ._graph import draw_graph as draw_graph
+from ._graph import graph_layout as graph_layout
+from ._graph import pool_graph as pool_graph
+from ._graph import read_graph as read_graph
+from ._graph import to_json as graph_to_json
+from ._graph import write_graph as write_graph
 from ._hq import HQResult as HQResult
 from ._hq import HQSearchResult as HQSearchResult
 from ._hq import hq_search as hq_search
@@ -68,19 +74,25 @@ __all__ = [
     "count_teams",
     "fq_scores",
     "fq_select",
+    "draw_graph",
+    "graph_layout",
+    "graph_to_json",
     "hq_search",
     "hq_select",
     "metric_spec",
     "paired_improvement_pvalue",
     "pareto_front",
     "pareto_prune",
+    "pool_graph",
     "parse_sizes",
     "protocol_splits",
     "prune",
+    "read_graph",
     "recommend",
     "report_teams",
     "score_all",
     "score_team",
     "score_teams",
     "team_statistics",
+    "write_graph",
 ]

@@ -1,4 +1,4 @@
-"""The ``focal`` command line (CONTRACT §6): prune, score, info, demo.
+"""The ``focal`` command line (CONTRACT §6): prune, score, info, recommend, graph, demo.
 
 Each subcommand is a thin wrapper over one library call. ``--format json`` writes exactly one
 JSON document to stdout; logs and progress go to stderr; bad input exits with status 2 and one
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import numpy as np
+
+from ._graph import add_graph_parser, cmd_graph
 
 __all__ = ["main"]
 
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
               focal info outputs.npz
               focal prune outputs.npz --sizes 2-5 --top-k 10
               focal score outputs.npz --team modelA,modelB,modelC --format json
+              focal recommend outputs.npz --select-on val --report-on test
+              focal graph outputs.npz --png pool.png --out pool.graphml
             """
         ),
     )
@@ -271,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="table (default) or json"
     )
+    add_graph_parser(sub)
     return parser
 
 
@@ -666,6 +671,7 @@ _COMMANDS = {
     "score": _cmd_score,
     "info": _cmd_info,
     "demo": _cmd_demo,
+    "graph": cmd_graph,
 }
 
 
