@@ -1,0 +1,601 @@
+"""Command-line glue of the fusers: ``focal fuse train|predict|evaluate`` and ``focal topla``.
+
+:func:`add_parsers` adds the subcommands to the ``focal`` parser; :func:`cmd_fuse` and
+:func:`cmd_topla` run them. Heavy modules (JAX, Flax, orbax, scikit-learn) are imported inside
+the handlers so that ``focal --help`` stays fast. Bad input raises ``ValueError`` (or
+``FileNotFoundError``), which the ``focal`` entry point prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EVALUATE_BASELINES", "add_parsers", "cmd_fuse", "cmd_topla"]
+
+#: Keys of ``baselines`` in ``focal fuse evaluate --format json`` (issue P3, item 5).
+EVALUATE_BASELINES = ("best_single", "plurality", "soft", "stacking", "pool_plurality")
+
+_METHODS = ("topla", "fusionshot", "stacking")
+_SPLITS = ("train", "val", "test")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add_bundle(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, CONTRACT §1)")
+    p.add_argument("--task", metavar="T", help="task name inside a multi-task bundle")
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", choices=("table", "json"), default="table",
+        help="human-readable text (default) or one JSON document on stdout",
+    )  # fmt: skip
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fuser training")
+    g.add_argument("--epochs", type=int, default=300, help="maximum epochs (default 300)")
+    g.add_argument("--batch-size", type=int, default=64, help="rows per Adam step (default 64)")
+    g.add_argument("--learning-rate", type=float, default=1e-3, help="Adam rate (default 1e-3)")
+    g.add_argument(
+        "--patience", type=int, default=None,
+        help="early-stopping patience in epochs on val accuracy (default: topla 200, "
+        "fusionshot none)",
+    )  # fmt: skip
+    g.add_argument(
+        "--faithful", action="store_true",
+        help="reference network: sigmoid+softmax head, double-softmax loss, no masking",
+    )  # fmt: skip
+    g.add_argument(
+        "--valid-classes", choices=("all", "support"), default="all",
+        help="classes the fuser may predict: all (default), or those some member scores > 0 "
+        "(answer-frequency bundles)",
+    )  # fmt: skip
+    g.add_argument(
+        "--scores", choices=("auto", "probs", "onehot"), default="auto",
+        help="member inputs: probs, one-hot preds, or auto (probs when present)",
+    )  # fmt: skip
+    g.add_argument("--seed", type=int, default=0, help="seed of splits, search and fuser (0)")
+    g.add_argument(
+        "--val-fraction", type=float, default=0.2,
+        help="fraction of train moved to val when the bundle has no val rows (0.2)",
+    )  # fmt: skip
+    g.add_argument("--progress", action="store_true", help="per-epoch progress on stderr")
+
+
+def _add_selection(p: argparse.ArgumentParser, *, sizes: str) -> None:
+    g = p.add_argument_group("team choice")
+    g.add_argument(
+        "--team", metavar="NAMES",
+        help="comma-separated members, or 'all'; default: the method's own choice",
+    )  # fmt: skip
+    g.add_argument("--sizes", default=sizes, help=f"team sizes to consider (default {sizes})")
+    g.add_argument(
+        "--objective", choices=("default", "focal", "accuracy", "fusionshot"), default=None,
+        help="ranking of teams: default (0.2*focal+0.8*acc), focal, accuracy, or fusionshot "
+        "(0.5*focal+0.5*acc-0.1*size/M); default per method",
+    )  # fmt: skip
+    g.add_argument(
+        "--search", choices=("auto", "exhaustive", "ga", "beam", "greedy"), default=None,
+        help="search method (default: topla auto, fusionshot ga)",
+    )  # fmt: skip
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``fuse`` (with ``train``, ``predict``, ``evaluate``) and ``topla`` to ``focal``.
+
+    Args:
+        subparsers: the object returned by ``parser.add_subparsers(...)`` of ``focal``.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="focal")
+        >>> add_parsers(parser.add_subparsers(dest="command"))
+        >>> args = parser.parse_args(["fuse", "train", "b.npz", "--method", "stacking",
+        ...                           "--out", "d"])
+        >>> args.command, args.fuse_command, args.method
+        ('fuse', 'train', 'stacking')
+    """
+    fuse = subparsers.add_parser(
+        "fuse",
+        help="train, apply and evaluate a learned fuser (LLM-TOPLA, FusionShot, stacking)",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Learn to combine a team's cached outputs, save the fuser, predict with it, and
+            evaluate it beside the baselines.
+
+            examples:
+              focal fuse train mmlu.npz --method topla --out fuser/
+              focal fuse train bbh.npz --task navigate --method fusionshot --team all --out f/
+              focal fuse predict fuser/ mmlu.npz --split test --out preds.json
+              focal fuse evaluate fuser/ mmlu.npz --format json
+            """
+        ),
+    )
+    actions = fuse.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=type(fuse))
+
+    p = actions.add_parser(
+        "train",
+        help="train a fuser and save it to a folder (resumable)",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Train a fuser on the bundle's train rows, choosing the epoch on its val rows
+            (never trained on), and save it to --out (orbax parameters + fuser.json).
+            Without --team the method chooses: topla by the default focal objective on val
+            (exhaustive or beam), fusionshot by its genetic algorithm on val, stacking takes
+            every model. Splits: the bundle's own; train/test only -> a seeded 20 % of train
+            becomes val; none -> a seeded stratified 70/10/20 split. Training checkpoints go
+            to OUT/train; rerunning the same command after an interruption resumes there.
+
+            examples:
+              focal fuse train mmlu.npz --method topla --out fuser/
+              focal fuse train bbh.npz --task snarks --method stacking --team all --out s/
+            """
+        ),
+    )
+    _add_bundle(p)
+    p.add_argument("--method", choices=_METHODS, required=True, help="fuser to train")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder to save the fuser to")
+    p.add_argument("--overwrite", action="store_true", help="replace a fuser already in DIR")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    _add_selection(p, sizes="2-5")
+    _add_training(p)
+    _add_format(p)
+
+    p = actions.add_parser(
+        "predict",
+        help="write a saved fuser's predictions on a bundle",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Apply a saved fuser to a bundle holding its team's models and write the fused
+            predictions (-1 = no answer) to FILE: .json (predictions, probabilities and
+            sample ids), .csv (row, sample_id, prediction) or .npy (predictions only).
+
+            example:
+              focal fuse predict fuser/ mmlu.npz --split test --out preds.json
+            """
+        ),
+    )
+    p.add_argument("dir", metavar="DIR", help="folder written by 'focal fuse train'")
+    _add_bundle(p)  # --task defaults to the task the fuser was trained on
+    p.add_argument("--split", choices=_SPLITS, help="only this split (made as in training)")
+    p.add_argument("--out", metavar="FILE", required=True, help="output .json, .csv or .npy")
+    _add_format(p)
+
+    p = actions.add_parser(
+        "evaluate",
+        help="accuracy of a saved fuser beside the baselines",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            Accuracy of a saved fuser on the bundle's test rows (the split is made as in
+            training), beside the baselines computed in the same run: the best single model
+            chosen on val, plurality and soft vote of the team, stacking (logistic regression
+            on the team's scores, fitted on train) and the whole pool's plurality vote.
+
+            JSON: {"accuracy": float, "baselines": {"best_single": float, "plurality": float,
+            "soft": float|null, "stacking": float, "pool_plurality": float}}
+
+            example:
+              focal fuse evaluate fuser/ mmlu.npz --format json
+            """
+        ),
+    )
+    p.add_argument("dir", metavar="DIR", help="folder written by 'focal fuse train'")
+    _add_bundle(p)  # --task defaults to the task the fuser was trained on
+    p.add_argument("--split", choices=_SPLITS, default="test", help="split to report on")
+    _add_format(p)
+
+    p = subparsers.add_parser(
+        "topla",
+        help="LLM-TOPLA: focal-diversity pruning, then learn-to-ensemble, with baselines",
+        formatter_class=_formatter,
+        description=textwrap.dedent(
+            """\
+            The whole LLM-TOPLA method in one command: choose the team on --select-on by a
+            focal-diversity objective, train the TOPLA fuser on --train-on (early stopping on
+            the remaining split, never trained on), and report on --report-on beside the
+            baselines (best single model chosen on --select-on, plurality / majority / soft
+            vote of the team, stacking, the whole pool). Splits as in 'focal fuse train'.
+
+            examples:
+              focal topla mmlu.npz --select-on val --train-on train --report-on test
+              focal topla bbh.npz --task navigate --sizes 2-3 --format json
+              focal topla mmlu.npz --objective focal --out topla_fuser/
+            """
+        ),
+    )
+    _add_bundle(p)
+    p.add_argument("--select-on", choices=_SPLITS, default="val", help="split to choose on")
+    p.add_argument("--train-on", choices=_SPLITS, default="train", help="split to train on")
+    p.add_argument("--report-on", choices=_SPLITS, default="test", help="split to report on")
+    p.add_argument("--out", metavar="DIR", help="also save the trained fuser to DIR")
+    _add_selection(p, sizes="2-5")
+    _add_training(p)
+    _add_format(p)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _log(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+
+
+def _emit_json(doc: dict[str, Any]) -> None:
+    from ._util import json_ready
+
+    sys.stdout.write(json.dumps(json_ready(doc), allow_nan=False, indent=2) + "\n")
+
+
+def _fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.4f}"
+    return str(x)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_fmt(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(items: list[str]) -> str:
+        return "  ".join(s.ljust(w) for s, w in zip(items, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _load(args: argparse.Namespace):
+    import ensembles
+
+    return ensembles.load_bundle(args.bundle, task=args.task)
+
+
+def _load_for(fuser, args: argparse.Namespace):
+    """The bundle of ``predict`` / ``evaluate``; ``--task`` defaults to the training task."""
+    import ensembles
+
+    if args.task is None and ensembles.list_tasks(args.bundle):
+        args.task = (fuser.metadata_.get("bundle") or {}).get("task")
+    return _load(args)
+
+
+def _bundle_info(args: argparse.Namespace) -> dict[str, Any]:
+    """Path, task and SHA-256 of the input bundle file (recorded in JSON results)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(args.bundle, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(args.bundle), "task": args.task, "sha256": h.hexdigest()}
+
+
+def _positive(name: str, value: int | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise ValueError(f"--{name}: must be a positive integer, got {value}")
+
+
+def _fuser_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    if method == "stacking":
+        return {"scores": args.scores, "valid_classes": args.valid_classes}
+    _positive("epochs", args.epochs)
+    _positive("batch-size", args.batch_size)
+    _positive("patience", args.patience, allow_none=True)
+    params: dict[str, Any] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "faithful": args.faithful,
+        "scores": args.scores,
+        "valid_classes": args.valid_classes,
+    }
+    if args.patience is not None:
+        params["patience"] = args.patience
+    if getattr(args, "checkpoint_every", None) is not None:
+        _positive("checkpoint-every", args.checkpoint_every)
+        params["checkpoint_every"] = args.checkpoint_every
+    return params
+
+
+def _objective(name: str | None):
+    if name is None:
+        return None
+    if name == "fusionshot":
+        import focal
+
+        return focal.Objective(metric="focal", w_div=0.5, w_acc=0.5, size_penalty=0.1)
+    return name
+
+
+def _team_arg(bundle, text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    if text.strip() == "all":
+        return list(bundle.models)
+    team = [t.strip() for t in text.split(",") if t.strip()]
+    if len(team) < 2:
+        raise ValueError("--team: give at least 2 comma-separated model names, or 'all'")
+    bundle.model_indices(team)
+    return team
+
+
+def _progress(args: argparse.Namespace):
+    if not getattr(args, "progress", False):
+        return None
+
+    def report(info: dict[str, Any]) -> None:
+        e = info["epoch"]
+        if e == 1 or e % 10 == 0 or e == info["epochs"]:
+            _log(
+                f"epoch {e}/{info['epochs']}: loss {info['loss']:.4f}, val acc "
+                f"{info['val_accuracy']:.4f} (best {info['best_val_accuracy']:.4f} at "
+                f"epoch {info['best_epoch']})"
+            )
+
+    return report
+
+
+def _check_seed(args: argparse.Namespace) -> None:
+    if args.seed < 0:
+        raise ValueError(f"--seed: must be non-negative, got {args.seed}")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction: must lie in (0, 1), got {args.val_fraction}")
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_fuse(args: argparse.Namespace) -> int:
+    """Run ``focal fuse ACTION``; returns the exit status.
+
+    Example:
+        >>> cmd_fuse(argparse.Namespace(fuse_command=None))
+        Traceback (most recent call last):
+        ...
+        ValueError: fuse: missing action (train, predict or evaluate); try 'focal fuse --help'
+    """
+    action = getattr(args, "fuse_command", None)
+    if action == "train":
+        return _fuse_train(args)
+    if action == "predict":
+        return _fuse_predict(args)
+    if action == "evaluate":
+        return _fuse_evaluate(args)
+    raise ValueError("fuse: missing action (train, predict or evaluate); try 'focal fuse --help'")
+
+
+def _fuse_train(args: argparse.Namespace) -> int:
+    from ._estimators import CONFIG_FILE, FUSERS
+    from ._splits import ensure_splits
+    from ._topla import choose_team
+
+    _check_seed(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} exists and is not a folder")
+    if (out / CONFIG_FILE).exists():
+        if not args.overwrite:
+            raise ValueError(f"--out: {out} already holds a trained fuser; use --overwrite")
+        shutil.rmtree(out / "train", ignore_errors=True)
+    bundle = _load(args)
+    params = _fuser_params(args, args.method)
+    params.update(seed=args.seed, val_fraction=args.val_fraction)
+    fuser = FUSERS[args.method](**params)
+    split_bundle, _ = ensure_splits(bundle, seed=args.seed, val_fraction=args.val_fraction)
+    team = _team_arg(bundle, args.team)
+    selection: dict[str, Any] = {"given": True}
+    if team is None:
+        if args.method == "stacking":
+            team = list(bundle.models)
+            selection = {"given": False, "method": "whole pool"}
+        else:
+            import focal
+
+            default_obj = (
+                focal.DEFAULT_OBJECTIVE
+                if args.method == "topla"
+                else focal.Objective(metric="focal", w_div=0.5, w_acc=0.5, size_penalty=0.1)
+            )
+            obj = _objective(args.objective) or default_obj
+            search = args.search or ("auto" if args.method == "topla" else "ga")
+            members, selection = choose_team(
+                split_bundle.select_split("val"), objective=obj, sizes=args.sizes,
+                search=search, seed=args.seed,
+            )  # fmt: skip
+            team = list(members)
+    fit_kwargs: dict[str, Any] = {"team": team}
+    if args.method != "stacking":
+        fit_kwargs.update(checkpoint_dir=out / "train", callback=_progress(args))
+    fuser.fit(bundle, **fit_kwargs)  # makes the same split as above and records its source
+    info = _bundle_info(args)
+    fuser.save(out, metadata={"bundle": info, "method": args.method, "selection": selection})
+    doc = {
+        "method": args.method,
+        "bundle": info,
+        "out": str(out),
+        "team": list(fuser.team_),
+        "selection": selection,
+        "val_accuracy": fuser.score(split_bundle, split="val"),
+        "splits": fuser.splits_,
+        "fit_seconds": fuser.fit_seconds_,
+    }
+    if hasattr(fuser, "history_"):
+        h = fuser.history_
+        doc["training"] = {k: h[k] for k in ("epochs_run", "best_epoch", "best_val_accuracy",
+                                             "stopped_early", "resumed_from")}  # fmt: skip
+    if args.format == "json":
+        _emit_json(doc)
+        return 0
+    print(f"{args.method} fuser of {', '.join(fuser.team_)} saved to {out}")
+    print(f"val accuracy {_fmt(doc['val_accuracy'])}; splits {fuser.splits_['sizes']} "
+          f"({fuser.splits_['source']}); trained in {fuser.fit_seconds_:.1f} s")  # fmt: skip
+    if "training" in doc:
+        t = doc["training"]
+        resumed = f", resumed from epoch {t['resumed_from']}" if t["resumed_from"] else ""
+        print(f"epochs run {t['epochs_run']}, best epoch {t['best_epoch']}{resumed}")
+    return 0
+
+
+def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any]) -> None:
+    import numpy as np
+
+    from ._util import atomic_write_json, atomic_write_text
+
+    suffix = path.suffix.lower()
+    ids = None if bundle.sample_ids is None else bundle.sample_ids.tolist()
+    if suffix == ".json":
+        atomic_write_json(path, {**meta, "sample_ids": ids, "predictions": preds.tolist(),
+                                 "probabilities": np.round(proba, 6).tolist()})  # fmt: skip
+    elif suffix == ".csv":
+        rows = ["row,sample_id,prediction"]
+        for i, p in enumerate(preds.tolist()):
+            rows.append(f"{i},{'' if ids is None else ids[i]},{p}")
+        atomic_write_text(path, "\n".join(rows) + "\n")
+    elif suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, preds.astype(np.int64))
+        _atomic_write_bytes(path, buf.getvalue())
+    else:
+        raise ValueError(
+            f"--out: unsupported file type {suffix or '(none)'!r}; use .json, .csv or .npy"
+        )
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fuse_predict(args: argparse.Namespace) -> int:
+    from ._estimators import load_fuser
+
+    fuser = load_fuser(args.dir)
+    bundle = _load_for(fuser, args)
+    rows = fuser._rows(bundle, args.split)
+    preds = fuser.predict(rows)
+    proba = fuser.predict_proba(rows)
+    accuracy = float((preds == rows.labels).mean())
+    meta = {"fuser": str(args.dir), "team": list(fuser.team_), "split": args.split,
+            "n_samples": int(rows.n_samples), "accuracy": accuracy}  # fmt: skip
+    _write_predictions(Path(args.out), preds, proba, rows, meta)
+    if args.format == "json":
+        _emit_json({**meta, "out": str(args.out)})
+    else:
+        where = f" ({args.split})" if args.split else ""
+        print(f"wrote {rows.n_samples:,} predictions{where} to {args.out}; "
+              f"accuracy {accuracy:.4f}")  # fmt: skip
+    return 0
+
+
+def _fuse_evaluate(args: argparse.Namespace) -> int:
+    from ._baselines import baselines
+    from ._estimators import load_fuser
+
+    fuser = load_fuser(args.dir)
+    bundle = _load_for(fuser, args)
+    if args.split == "val":
+        raise ValueError("--split: val chooses the baselines; report on train or test")
+    accuracy = fuser.score(bundle, split=args.split)
+    base = baselines(
+        bundle, fuser.team_, select_on="val", report_on=args.split, train_on="train",
+        scores=fuser.scores, valid_classes=fuser.valid_classes, seed=fuser.seed,
+        val_fraction=fuser.val_fraction,
+    )  # fmt: skip
+    flat = {
+        "best_single": base["best_single"]["accuracy"],
+        "plurality": base["plurality"],
+        "soft": base["soft"],
+        "stacking": base["stacking"],
+        "pool_plurality": base["pool_plurality"],
+    }
+    if args.format == "json":
+        _emit_json({"accuracy": accuracy, "baselines": flat})
+        return 0
+    print(f"fuser {args.dir} ({', '.join(fuser.team_)}): accuracy {accuracy:.4f} on {args.split}")
+    rows = [
+        [f"best single model ({base['best_single']['name']}, chosen on val)", flat["best_single"]],
+        ["plurality vote of the team", flat["plurality"]],
+        ["soft vote of the team", flat["soft"]],
+        ["stacking (logistic regression)", flat["stacking"]],
+        ["whole pool, plurality", flat["pool_plurality"]],
+    ]
+    print(_table(["baseline", f"acc {args.split}"], rows))
+    return 0
+
+
+def cmd_topla(args: argparse.Namespace) -> int:
+    """Run ``focal topla``; returns the exit status."""
+    from ._topla import topla
+
+    _check_seed(args)
+    bundle = _load(args)
+    team = _team_arg(bundle, args.team)
+    params = _fuser_params(args, "topla")
+    result = topla(
+        bundle, select_on=args.select_on, train_on=args.train_on, report_on=args.report_on,
+        sizes=args.sizes, team=team, objective=_objective(args.objective),
+        search=args.search or "auto", seed=args.seed, val_fraction=args.val_fraction,
+        fuser_params=params, callback=_progress(args),
+    )  # fmt: skip
+    doc = result.to_dict()
+    doc["bundle"] = _bundle_info(args)
+    if args.out:
+        result.fuser.save(args.out, metadata={"bundle": doc["bundle"], "method": "topla",
+                                              "selection": doc["selection"]})  # fmt: skip
+        doc["out"] = str(args.out)
+    if args.format == "json":
+        _emit_json(doc)
+        return 0
+    sel = doc["selection"]
+    chosen = (
+        "given" if sel.get("given") else
+        f"{sel['method']} search by {sel['objective']} on {args.select_on}"
+    )  # fmt: skip
+    print(f"LLM-TOPLA team ({chosen}): {', '.join(result.team)}")
+    tr = doc["fuser"]["training"]
+    print(
+        f"fuser trained on {args.train_on} ({doc['splits']['sizes']}, {doc['splits']['source']}):"
+        f" {tr['epochs_run']} epochs, best {tr['best_epoch']}, {tr['seconds']:.1f} s"
+    )
+    b = doc["baselines"]
+    rows = [
+        ["LLM-TOPLA fuser", result.accuracy],
+        [f"best single model ({b['best_single']['name']}, chosen on {args.select_on})",
+         b["best_single"]["accuracy"]],
+        ["plurality vote of the team", b["plurality"]],
+        ["majority vote of the team", b["majority"]],
+        ["soft vote of the team", b["soft"]],
+        ["stacking (logistic regression)", b["stacking"]],
+        ["whole pool, plurality", b["pool_plurality"]],
+        ["whole pool, soft", b["pool_soft"]],
+        ["oracle of the team (upper bound)", b["oracle_team"]],
+    ]  # fmt: skip
+    print(_table(["method", f"acc {args.report_on}"], rows))
+    if args.out:
+        print(f"fuser saved to {args.out}")
+    return 0
