@@ -51,10 +51,30 @@ from ._scoring import prune as prune
 from ._scoring import score_all as score_all
 from ._scoring import score_team as score_team
 from ._scoring import score_teams as score_teams
+from ._search import SEARCH_METHODS as SEARCH_METHODS
+from ._search import GAState as GAState
+from ._search import GeneticSearch as GeneticSearch
+from ._search import SearchResult as SearchResult
+from ._search import SearchTeam as SearchTeam
+from ._search import beam as beam
+from ._search import exhaustive_objective as exhaustive_objective
+from ._search import genetic as genetic
+from ._search import greedy as greedy
+from ._search import search as search
 from ._teams import count_teams as count_teams
 from ._teams import parse_sizes as parse_sizes
 
 __all__ = [
+    "SEARCH_METHODS",
+    "GAState",
+    "GeneticSearch",
+    "SearchResult",
+    "SearchTeam",
+    "beam",
+    "exhaustive_objective",
+    "genetic",
+    "greedy",
+    "search",
     "DEFAULT_MAX_TEAMS",
     "DEFAULT_OBJECTIVE",
     "EB_METRICS",

@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json"), default="table", help="table (default) or json"
     )
     add_graph_parser(sub)
+    from fusers._cli import add_parsers as add_fuser_parsers
+
+    add_fuser_parsers(sub)
     return parser
 
 
@@ -395,7 +398,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         else:
             from ._search import search
 
-            options: dict[str, Any] = {"objective": objective}
+            options: dict[str, Any] = {"objective": objective or _objective_of(args)}
             if args.search == "ga":
                 options.update(
                     seed=args.seed, generations=args.generations, population=args.population,
@@ -419,7 +422,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             )
             extra["search"] = {
                 "method": args.search,
-                "objective": objective.name,
+                "objective": found.objective,
                 "n_evaluated": found.n_evaluated,
                 "seconds": found.seconds,
             }
@@ -449,7 +452,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         f"{result.n_teams_scored:,} teams ({how}) of sizes {_sizes_text(result.sizes)} from "
         f"{result.n_models} models{where}, {result.n_samples:,} samples{on}; metric "
         f"{result.metric} ({result.direction} is more diverse)"
-        + (f"; objective {objective.name}" if objective is not None and fitness else "")
+        + (f"; objective {extra['search']['objective']}" if "search" in extra else "")
     )
     headers = ["rank", "score", "plurality acc"]
     if fitness is not None:
@@ -672,7 +675,15 @@ _COMMANDS = {
     "info": _cmd_info,
     "demo": _cmd_demo,
     "graph": cmd_graph,
+    "fuse": lambda args: _fusers_cli().cmd_fuse(args),
+    "topla": lambda args: _fusers_cli().cmd_topla(args),
 }
+
+
+def _fusers_cli():
+    from fusers import _cli
+
+    return _cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
