@@ -41,7 +41,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import write_atomic
 from ._bundle import Bundle, BundleError
 
 __all__ = ["list_tasks", "load_bundle", "load_tasks", "save_bundle", "save_tasks"]
@@ -531,28 +531,10 @@ def _typed(arr: np.ndarray) -> np.ndarray:
 
 def _atomic_savez(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     dest = Path(path)
-    parent = dest.parent
     try:
-        mode = dest.stat().st_mode & 0o777 if dest.exists() else 0o644
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
+        if not dest.parent.is_dir():
+            raise FileNotFoundError(2, "No such file or directory")
+        # no object arrays: see _typed
+        write_atomic(dest, lambda fh: np.savez_compressed(fh, **arrays))
     except OSError as exc:
         raise BundleError(f"{dest}: cannot write ({exc.strerror or _short(exc)})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # no object arrays: see _typed
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise BundleError(f"{dest}: cannot write ({exc.strerror or _short(exc)})") from None
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the platform allows
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

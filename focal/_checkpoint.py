@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -13,30 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ensembles._atomic import write_atomic
+
 from ._topk import TopK
 
-__all__ = ["ScanCheckpoint", "scan_fingerprint", "write_atomic"]
+__all__ = ["ScanCheckpoint", "scan_fingerprint"]
 
 _VERSION = 1
-
-
-def write_atomic(path: str | os.PathLike, write: Any) -> None:
-    """Write a file atomically: ``write(fileobj)`` into a temp file beside it, then rename.
-
-    A reader sees either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def scan_fingerprint(bundle: Any, metric: str, sizes: tuple[int, ...], top_k: int, config) -> str:

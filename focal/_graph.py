@@ -16,17 +16,17 @@ networkx and matplotlib are imported only inside the functions that need them, s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import tempfile
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ensembles._atomic import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -268,23 +268,6 @@ def _graph_format(path: str | os.PathLike[str], what: str = "out") -> str:
     return GRAPH_FORMATS[suffix]
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` through a temporary file in the same folder, then ``os.replace``."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return dest
-
-
 def _without_undefined(graph: nx.Graph) -> nx.Graph:
     """A copy without ``None``/NaN/inf attributes (GraphML has no portable missing value)."""
 
@@ -326,11 +309,11 @@ def write_graph(graph: nx.Graph, path: str | os.PathLike[str]) -> Path:
     fmt = _graph_format(path, "path")
     if fmt == "json":
         text = json.dumps(to_json(graph), allow_nan=False, indent=2) + "\n"
-        return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+        return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
     import networkx as nx
 
     clean = _without_undefined(graph)
-    return _atomic_write(path, lambda fh: nx.write_graphml(clean, fh))
+    return write_atomic(path, lambda fh: nx.write_graphml(clean, fh))
 
 
 def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
@@ -484,16 +467,6 @@ def graph_layout(
     return {node: (float(pos[node][0]), float(pos[node][1])) for node in graph.nodes}
 
 
-def _require_matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "draw_graph needs matplotlib; install it with `pip install matplotlib`"
-        ) from None
-    return matplotlib
-
-
 def _norm(values: np.ndarray) -> np.ndarray:
     """Min-max scale the finite entries to [0, 1] (0.5 when all equal); NaN stays NaN."""
     out = np.full(values.shape, np.nan)
@@ -564,7 +537,9 @@ def draw_graph(
             f"png: unknown image suffix {suffix!r} in {os.fspath(path)!r}; use .png, .svg or .pdf"
         )
     pos = graph_layout(graph, layout=layout, seed=seed)
-    _require_matplotlib()
+    from ._plot import require_matplotlib
+
+    require_matplotlib()
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
@@ -687,7 +662,7 @@ def draw_graph(
 
     fmt = suffix.lstrip(".") or "png"
     meta = {"Software": None} if fmt == "png" else None
-    return _atomic_write(
+    return write_atomic(
         dest,
         lambda fh: fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta),
     )

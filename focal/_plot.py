@@ -8,15 +8,15 @@ imported (notebooks, scripts), new figures come from ``pyplot`` so they show as 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ensembles._atomic import write_atomic
 
 __all__ = ["DiversityAccuracyDisplay"]
 
@@ -25,19 +25,19 @@ _POINT_SIZE = 9.0
 _HIGHLIGHT_SIZE = 170.0
 
 
-def _require_matplotlib() -> Any:
+def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "DiversityAccuracyDisplay needs matplotlib; install it with `pip install matplotlib`"
+            "plotting needs matplotlib; install it with `pip install matplotlib`"
         ) from None
     return matplotlib
 
 
 def _new_axes() -> Any:
     """A fresh axes: from pyplot when the caller uses pyplot, else on a standalone Agg figure."""
-    _require_matplotlib()
+    require_matplotlib()
     if "matplotlib.pyplot" in sys.modules:
         import matplotlib.pyplot as plt
 
@@ -206,7 +206,7 @@ class DiversityAccuracyDisplay:
         if ax is None:
             ax = _new_axes()
         else:
-            _require_matplotlib()
+            require_matplotlib()
         finite = np.isfinite(self.diversity) & np.isfinite(self.accuracy)
         sizes = self.sizes if self.sizes is not None else np.zeros(self.diversity.shape, np.int64)
         distinct = [int(s) for s in np.unique(sizes[finite])]
@@ -293,18 +293,11 @@ class DiversityAccuracyDisplay:
         if not hasattr(self, "figure_"):
             self.plot()
         dest = Path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         fmt = dest.suffix.lstrip(".").lower() or "png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                self.figure_.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", **kwargs)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(
+            dest,
+            lambda fh: self.figure_.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", **kwargs),
+        )
         return dest
 
 

@@ -540,6 +540,23 @@ def _beam_search(
     return ev, trajectory, history
 
 
+def _beam_result(method, bundle, obj, size_tuple, top_k, width, start) -> SearchResult:
+    """Run :func:`_beam_search` with ``width`` and package the result (greedy: width 1)."""
+    ev, trajectory, history = _beam_search(bundle, obj, size_tuple, width)
+    return SearchResult(
+        method=method,
+        objective=obj.name,
+        teams=ev.top(size_tuple, top_k),
+        n_evaluated=ev.n,
+        seconds=time.perf_counter() - start,
+        n_models=bundle.n_models,
+        sizes=size_tuple,
+        trajectory=tuple(trajectory),
+        history=tuple(history),
+        params={} if method == "greedy" else {"beam_width": width},
+    )
+
+
 def greedy(
     bundle: Bundle,
     *,
@@ -579,18 +596,7 @@ def greedy(
     start = time.perf_counter()
     obj, size_tuple = _resolve(bundle, objective, sizes)
     top_k = _check_positive("top-k", top_k)
-    ev, trajectory, history = _beam_search(bundle, obj, size_tuple, 1)
-    return SearchResult(
-        method="greedy",
-        objective=obj.name,
-        teams=ev.top(size_tuple, top_k),
-        n_evaluated=ev.n,
-        seconds=time.perf_counter() - start,
-        n_models=bundle.n_models,
-        sizes=size_tuple,
-        trajectory=tuple(trajectory),
-        history=tuple(history),
-    )
+    return _beam_result("greedy", bundle, obj, size_tuple, top_k, 1, start)
 
 
 def beam(
@@ -631,19 +637,7 @@ def beam(
     obj, size_tuple = _resolve(bundle, objective, sizes)
     top_k = _check_positive("top-k", top_k)
     width = _check_positive("beam-width", beam_width)
-    ev, trajectory, history = _beam_search(bundle, obj, size_tuple, width)
-    return SearchResult(
-        method="beam",
-        objective=obj.name,
-        teams=ev.top(size_tuple, top_k),
-        n_evaluated=ev.n,
-        seconds=time.perf_counter() - start,
-        n_models=bundle.n_models,
-        sizes=size_tuple,
-        trajectory=tuple(trajectory),
-        history=tuple(history),
-        params={"beam_width": width},
-    )
+    return _beam_result("beam", bundle, obj, size_tuple, top_k, width, start)
 
 
 # ---------------------------------------------------------------------------------- genetic

@@ -477,18 +477,9 @@ def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any]) -
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
+    from ensembles._atomic import write_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def _fuse_predict(args: argparse.Namespace) -> int:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ensembles._atomic import write_atomic
 
 __all__ = [
     "atomic_write_json",
@@ -84,19 +84,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         >>> atomic_write_text(p, "hello"); p.read_text()
         'hello'
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | os.PathLike[str], doc: Any) -> None:
