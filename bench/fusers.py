@@ -13,7 +13,7 @@ val, plurality / majority / soft vote, scikit-learn stacking, the whole pool).
   separately) and the "as stored" labels next to RESULTS.md §2.2 (paper TOPLA 54.1).
 * MMLU-Pro (``mmlu_pro_29llm.npz``): seeded stratified 70/10/20 splits (LLM-TOPLA's MMLU
   protocol), one per seed.
-* digits: the 14 scikit-learn classifiers of P1 (``focal._demo.digits_pool``, its own split).
+* digits: the 14 scikit-learn classifiers of P1 (``focal_cli._demo.digits_pool``, its own split).
 * timing: a fuser on the 12,032-question MMLU-Pro bundle, 300 epochs, no early stopping.
 
 Results are means over ``--seeds`` seeds (seed = split of val rows, search and fuser). Writes
@@ -394,7 +394,7 @@ def run_mmlu(seeds: list[int], fuser_params: dict[str, Any]) -> dict[str, Any] |
 
 # ---------------------------------------------------------------------------- digits
 def run_digits(seeds: list[int], fuser_params: dict[str, Any]) -> dict[str, Any]:
-    from focal._demo import digits_pool
+    from focal_cli._demo import digits_pool
 
     bundle = digits_pool(seed=0)
     runs = [_run_methods(bundle, s, fuser_params, sizes=(2, 5)) for s in seeds]
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         dig = run_digits(seeds, dict(extra))
         doc["digits"] = dig
         md += _dataset_markdown(
-            "scikit-learn digits pool of P1 (14 classifiers, `focal._demo.digits_pool`)",
+            "scikit-learn digits pool of P1 (14 classifiers, `focal_cli._demo.digits_pool`)",
             dig["summary"],
             f"{dig['n_samples']:,} samples split 1/3 train, 1/3 val, 1/3 test (seed 0); "
             "probabilities as inputs. No paper number.",

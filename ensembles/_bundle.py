@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .util import InputError
+
 __all__ = ["MAX_CLASSES", "SPLIT_NAMES", "Bundle", "BundleError", "predictions_from_scores"]
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -16,7 +18,7 @@ SPLIT_NAMES = ("train", "val", "test")
 MAX_CLASSES = 1 << 16
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle (or a request against one) is malformed; the message is one line naming the key."""
 
 

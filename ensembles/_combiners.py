@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._bundle import Bundle, BundleError
+from .util import InputError
 
 __all__ = ["COMBINERS", "combine", "team_accuracy"]
 
@@ -164,9 +165,9 @@ def team_accuracy(
     masks = _team_masks(bundle, teams)
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-            raise ValueError(f"chunk_size: must be a positive integer, got {chunk_size!r}")
+            raise InputError(f"chunk_size: must be a positive integer, got {chunk_size!r}")
         if chunk_size < 1:
-            raise ValueError(f"chunk_size: must be a positive integer, got {chunk_size}")
+            raise InputError(f"chunk_size: must be a positive integer, got {chunk_size}")
     correct = _run(bundle, masks, combiner, weights, chunk_size, reduce=True)
     return correct.astype(np.float64) / float(bundle.n_samples)
 
@@ -179,7 +180,7 @@ def _check_bundle(bundle: Any) -> None:
 
 def _check_combiner(combiner: Any) -> str:
     if not isinstance(combiner, str) or combiner not in COMBINERS:
-        raise ValueError(
+        raise InputError(
             f"combiner: unknown combiner {combiner!r}; valid names are {', '.join(COMBINERS)}"
         )
     return combiner
@@ -189,32 +190,32 @@ def _one_team_mask(bundle: Bundle, team: Any) -> np.ndarray:
     """A single team (names, indices or boolean mask) as a boolean mask of length M."""
     m = bundle.n_models
     if isinstance(team, str):
-        raise ValueError(f"team: expected a sequence of model names, got the string {team!r}")
+        raise InputError(f"team: expected a sequence of model names, got the string {team!r}")
     arr = np.asarray(list(team) if not hasattr(team, "__array__") else team)
     if arr.ndim != 1:
-        raise ValueError(f"team: must be 1-D, got shape {arr.shape}")
+        raise InputError(f"team: must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("team: a team needs at least one member")
+        raise InputError("team: a team needs at least one member")
     if arr.dtype.kind == "b":
         if arr.shape[0] != m:
-            raise ValueError(f"team: boolean mask has length {arr.shape[0]}, expected {m}")
+            raise InputError(f"team: boolean mask has length {arr.shape[0]}, expected {m}")
         mask = arr.copy()
     elif arr.dtype.kind in "US":
         mask = _mask_from_names(bundle, [str(x) for x in arr.tolist()])
     elif arr.dtype.kind in "iu":
         idx = arr.astype(np.int64)
         if idx.min() < 0 or idx.max() >= m:
-            raise ValueError(f"team: model index out of range [0, {m}): {idx.tolist()}")
+            raise InputError(f"team: model index out of range [0, {m}): {idx.tolist()}")
         if len(set(idx.tolist())) != idx.size:
-            raise ValueError(f"team: duplicate member in {idx.tolist()}")
+            raise InputError(f"team: duplicate member in {idx.tolist()}")
         mask = np.zeros(m, dtype=bool)
         mask[idx] = True
     else:
-        raise ValueError(
+        raise InputError(
             f"team: expected model names, integer indices or a boolean mask, got dtype {arr.dtype}"
         )
     if not mask.any():
-        raise ValueError("team: a team needs at least one member")
+        raise InputError("team: a team needs at least one member")
     return mask
 
 
@@ -222,7 +223,7 @@ def _mask_from_names(bundle: Bundle, names: Sequence[str]) -> np.ndarray:
     idx = bundle.model_indices(names)  # BundleError for an unknown name
     if len(set(idx)) != len(idx):
         dup = sorted({n for n in names if list(names).count(n) > 1})
-        raise ValueError(f"team: model {dup[0]!r} listed more than once")
+        raise InputError(f"team: model {dup[0]!r} listed more than once")
     mask = np.zeros(bundle.n_models, dtype=bool)
     mask[idx] = True
     return mask
@@ -238,26 +239,26 @@ def _team_masks(bundle: Bundle, teams: Any) -> np.ndarray:
     """A batch of teams as a (B, M) boolean array; every row has at least one member."""
     m = bundle.n_models
     if isinstance(teams, str):
-        raise ValueError("teams: expected a list of teams, got a string")
+        raise InputError("teams: expected a list of teams, got a string")
     if not hasattr(teams, "__array__"):
         teams = list(teams)
         if teams and isinstance(teams[0], str):
-            raise ValueError(
+            raise InputError(
                 "teams: got a single team of names; pass a list of teams, e.g. [('a', 'b')], "
                 "or use combine() for one team"
             )
         if teams and any(_is_name_team(t) for t in teams):
             if not all(_is_name_team(t) for t in teams):
-                raise ValueError("teams: mix of name tuples and other rows; use one form")
+                raise InputError("teams: mix of name tuples and other rows; use one form")
             return np.stack([_mask_from_names(bundle, [str(x) for x in t]) for t in teams])
     try:
         arr = np.asarray(teams)
     except ValueError as exc:  # ragged rows
-        raise ValueError(f"teams: not a rectangular (n_teams, {m}) array ({exc})") from None
+        raise InputError(f"teams: not a rectangular (n_teams, {m}) array ({exc})") from None
     if arr.size == 0 and arr.ndim <= 2 and (arr.ndim < 2 or arr.shape[0] == 0):
         return np.zeros((0, m), dtype=bool)
     if arr.ndim != 2 or arr.shape[1] != m:
-        raise ValueError(
+        raise InputError(
             f"teams: expected a (n_teams, n_models={m}) mask or a list of name tuples, "
             f"got shape {arr.shape}"
         )
@@ -265,13 +266,13 @@ def _team_masks(bundle: Bundle, teams: Any) -> np.ndarray:
         masks = arr.astype(bool)
     elif arr.dtype.kind in "iuf":
         if not np.isin(arr, (0, 1)).all():
-            raise ValueError("teams: a numeric team mask must contain only 0 and 1")
+            raise InputError("teams: a numeric team mask must contain only 0 and 1")
         masks = arr != 0
     else:
-        raise ValueError(f"teams: expected a boolean or 0/1 mask, got dtype {arr.dtype}")
+        raise InputError(f"teams: expected a boolean or 0/1 mask, got dtype {arr.dtype}")
     empty = np.flatnonzero(~masks.any(axis=1))
     if empty.size:
-        raise ValueError(f"teams: team {int(empty[0])} has no members (need at least one)")
+        raise InputError(f"teams: team {int(empty[0])} has no members (need at least one)")
     return masks
 
 
@@ -279,28 +280,28 @@ def _check_weights(bundle: Bundle, weights: Any, combiner: str, masks: np.ndarra
     m = bundle.n_models
     if not combiner.startswith("weighted_"):
         if weights is not None:
-            raise ValueError(
+            raise InputError(
                 f"weights: the {combiner!r} combiner takes no weights; "
                 f"use 'weighted_plurality' or 'weighted_soft'"
             )
         return np.ones(m)
     if weights is None:
-        raise ValueError(f"weights: the {combiner!r} combiner needs per-model weights")
+        raise InputError(f"weights: the {combiner!r} combiner needs per-model weights")
     w = np.asarray(weights)
     if w.dtype.kind not in "iuf" or w.dtype.kind == "b":
-        raise ValueError(f"weights: must be numbers, got dtype {w.dtype}")
+        raise InputError(f"weights: must be numbers, got dtype {w.dtype}")
     w = w.astype(np.float64)
     if w.shape != (m,):
-        raise ValueError(f"weights: shape {w.shape} != (n_models={m},)")
+        raise InputError(f"weights: shape {w.shape} != (n_models={m},)")
     if not np.isfinite(w).all():
-        raise ValueError("weights: contains NaN or inf")
+        raise InputError("weights: contains NaN or inf")
     if (w < 0).any():
-        raise ValueError(f"weights: must be >= 0, got {w[w < 0][0]:g}")
+        raise InputError(f"weights: must be >= 0, got {w[w < 0][0]:g}")
     if not (w > 0).any():
-        raise ValueError("weights: all weights are zero")
+        raise InputError("weights: all weights are zero")
     dead = np.flatnonzero(~(masks & (w > 0)[None, :]).any(axis=1))
     if dead.size:
-        raise ValueError(f"weights: every member of team {int(dead[0])} has weight zero")
+        raise InputError(f"weights: every member of team {int(dead[0])} has weight zero")
     return w
 
 

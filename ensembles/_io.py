@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import write_atomic
 from ._bundle import Bundle, BundleError
+from .util import write_atomic
 
 __all__ = ["list_tasks", "load_bundle", "load_tasks", "save_bundle", "save_tasks"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ensembles._atomic import write_atomic
+from ensembles.util import InputError, write_atomic
 
 from ._topk import TopK
 
@@ -55,12 +55,12 @@ class ScanCheckpoint:
             with np.load(self.path, allow_pickle=False) as z:
                 state = {key: z[key] for key in z.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"checkpoint: cannot read {self.path}: {exc}") from None
+            raise InputError(f"checkpoint: cannot read {self.path}: {exc}") from None
         missing = {"fingerprint", "next_unit", "scores", "sizes", "ranks"} - set(state)
         if missing:
-            raise ValueError(f"checkpoint: {self.path} lacks {', '.join(sorted(missing))}")
+            raise InputError(f"checkpoint: {self.path} lacks {', '.join(sorted(missing))}")
         if str(state["fingerprint"]) != self.fingerprint:
-            raise ValueError(
+            raise InputError(
                 f"checkpoint: {self.path} belongs to another scan (bundle, metric, sizes, "
                 "top-k or scan settings differ); remove it or choose another file"
             )

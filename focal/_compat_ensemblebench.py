@@ -58,6 +58,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._metrics import _pair_matrix, finish, metric_spec
 from ._metrics import team_statistics as _sufficient_statistics
@@ -190,7 +191,7 @@ class FQOptions:
         known = {f.name for f in dataclasses.fields(cls)} - {"faithful"}
         for name, value in overrides.items():
             if name not in known:
-                raise ValueError(
+                raise InputError(
                     f"option: unknown option {name!r}; valid options are {', '.join(sorted(known))}"
                 )
             if value is None:
@@ -198,12 +199,12 @@ class FQOptions:
             if name in _SWITCHES:
                 value = _ALIASES.get(str(value), value)
                 if value not in _SWITCHES[name]:
-                    raise ValueError(
+                    raise InputError(
                         f"{name}: unknown value {value!r}; choose from {', '.join(_SWITCHES[name])}"
                     )
             elif name in ("n_draws", "draw_size"):
                 if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                    raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+                    raise InputError(f"{name}: must be a positive integer, got {value!r}")
                 value = int(value)
             elif name == "round_targets":
                 value = bool(value)
@@ -260,11 +261,11 @@ def weighted_moments(
     if w.ndim == 1:
         w = w[None, :]
     if w.ndim != 2 or w.shape[1] != moments.n_samples:
-        raise ValueError(
+        raise InputError(
             f"weights: expected shape (n_weights, n_samples={moments.n_samples}), got {w.shape}"
         )
     if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights: must be finite and non-negative")
+        raise InputError("weights: must be finite and non-negative")
     e = moments.errors  # (M, N) float64
     out = {
         "n": w.sum(axis=1),
@@ -297,7 +298,7 @@ def _kernel_arrays(base: str, wm: dict[str, np.ndarray]) -> tuple[str, dict[str,
         ag0[:, idx, idx] = 0.0
         out.update(AG0=ag0, U=wm["U"])
     else:  # pragma: no cover - entropy is not an EnsembleBench metric
-        raise ValueError(f"metric: {base!r} has no weighted closed form here")
+        raise InputError(f"metric: {base!r} has no weighted closed form here")
     return spec.kind, out
 
 
@@ -323,7 +324,7 @@ def _code(metric: str) -> str:
     code = str(metric).upper()
     if code not in EB_METRICS:
         valid = ", ".join(EB_METRICS)
-        raise ValueError(f"metric: unknown EnsembleBench metric {metric!r}; choose from {valid}")
+        raise InputError(f"metric: unknown EnsembleBench metric {metric!r}; choose from {valid}")
     return code
 
 
@@ -417,7 +418,7 @@ def _focal_weighted_moments(mom, label_level, estimator, seed, n_draws, draw_siz
     if mult is not None:
         mult = np.asarray(mult)
         if mult.ndim != 3 or mult.shape[0] != mom.n_models or mult.shape[2] != mom.n_samples:
-            raise ValueError(
+            raise InputError(
                 f"multiplicities: expected shape (n_models={mom.n_models}, n_draws, "
                 f"n_samples={mom.n_samples}), got {mult.shape}"
             )
@@ -429,12 +430,12 @@ def _focal_weighted_moments(mom, label_level, estimator, seed, n_draws, draw_siz
         mult = subsample_multiplicities(mom, seed=seed, n_draws=n_draws, draw_size=draw_size)
         w = mult.reshape(-1, mom.n_samples)
         return weighted_moments(mom, w, label_level=label_level), n_draws
-    raise ValueError(f"estimator: unknown estimator {estimator!r}; choose from exact, subsample")
+    raise InputError(f"estimator: unknown estimator {estimator!r}; choose from exact, subsample")
 
 
 def _focal_from_moments(code, base, masks, wm, n_draws, mom, sign_convention) -> np.ndarray:
     if sign_convention not in ("main", "dev"):
-        raise ValueError(f"sign_convention: unknown value {sign_convention!r}; use main or dev")
+        raise InputError(f"sign_convention: unknown value {sign_convention!r}; use main or dev")
     m = mom.n_models
     raw = _weighted_values(base, masks, wm).reshape(len(masks), m, n_draws).mean(axis=2)
     defined = masks & (np.diag(mom.G) > 0)[None, :]
@@ -494,9 +495,9 @@ def _kmeans_fit(accuracy, metric, branch, standardize, max_iter):
     acc = np.asarray(accuracy, dtype=np.float64).reshape(-1)
     met = np.asarray(metric, dtype=np.float64).reshape(-1)
     if acc.shape != met.shape:
-        raise ValueError(f"kmeans: accuracy {acc.shape} and metric {met.shape} differ in length")
+        raise InputError(f"kmeans: accuracy {acc.shape} and metric {met.shape} differ in length")
     if branch not in ("main", "dev"):
-        raise ValueError(f"branch: unknown branch {branch!r}; use main or dev")
+        raise InputError(f"branch: unknown branch {branch!r}; use main or dev")
     pts = np.column_stack([acc, met])
     if len(pts) == 0 or len(np.unique(pts, axis=0)) < 2:
         return None
@@ -617,7 +618,7 @@ def one_third_threshold(metric: Any) -> float:
     """
     met = np.sort(np.asarray(metric, dtype=np.float64).reshape(-1))
     if met.size == 0:
-        raise ValueError("metric: empty")
+        raise InputError("metric: empty")
     return float(met[min(math.ceil(met.size / 3), met.size - 1)])
 
 
@@ -644,7 +645,7 @@ def member_weights(accuracies: Any, *, mode: str = "rank") -> np.ndarray:
         return rank.astype(np.int64)
     if mode == "uniform":
         return np.ones(a.size, dtype=np.int64)
-    raise ValueError(f"member_weights: unknown mode {mode!r}; choose from argsort, rank, uniform")
+    raise InputError(f"member_weights: unknown mode {mode!r}; choose from argsort, rank, uniform")
 
 
 # ============================================================================ statistics
@@ -906,7 +907,7 @@ def _as_masks(masks: Any, n_models: int) -> np.ndarray:
     if arr.size == 0:
         return np.zeros((0, n_models), dtype=bool)
     if arr.ndim != 2 or arr.shape[1] != n_models:
-        raise ValueError(f"teams: expected (n_teams, n_models={n_models}) masks, got {arr.shape}")
+        raise InputError(f"teams: expected (n_teams, n_models={n_models}) masks, got {arr.shape}")
     return arr.astype(bool)
 
 
@@ -929,7 +930,7 @@ def _bitmasks(masks: np.ndarray) -> np.ndarray:
 def _selection_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
     if sizes is None:
         if n_models < 3:
-            raise ValueError("sizes: the FQ pipeline needs at least 3 models (sizes 2..M-1)")
+            raise InputError("sizes: the FQ pipeline needs at least 3 models (sizes 2..M-1)")
         return tuple(range(2, n_models))
     return parse_sizes(sizes, n_models)
 
@@ -953,7 +954,7 @@ class _Pool:
         m = bundle.n_models
         n_teams = sum(math.comb(m, s) for s in sizes)
         if max_teams is not None and n_teams > max_teams:
-            raise ValueError(
+            raise InputError(
                 f"sizes: {n_teams:,} teams exceed the budget of {max_teams:,} for the compat "
                 "pipelines (they score every team); pass fewer sizes or raise max_teams"
             )
@@ -1371,13 +1372,13 @@ def fq_select(
     opts = FQOptions.resolve(faithful=faithful, **options)
     codes = tuple(dict.fromkeys(_code(m) for m in metrics))
     if not codes:
-        raise ValueError("metrics: give at least one EnsembleBench metric")
+        raise InputError("metrics: give at least one EnsembleBench metric")
     m = bundle_select.n_models
     size_tuple = _selection_sizes(sizes, m)
     pool = _Pool(bundle_select, size_tuple, opts, seed, max_teams)
     evaluation = bundle_eval if bundle_eval is not None else bundle_select
     if evaluation.models != bundle_select.models:
-        raise ValueError("bundle_eval: its models differ from bundle_select's")
+        raise InputError("bundle_eval: its models differ from bundle_select's")
     ctx = _EvalContext(evaluation, opts.combiner, opts, seed, pool.masks, random_baseline)
 
     selected: dict[str, TeamSelection] = {}

@@ -15,18 +15,16 @@ networkx and matplotlib are imported only inside the functions that need them, s
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ensembles._atomic import write_atomic
+from ensembles.util import InputError, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -36,8 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "GRAPH_FORMATS",
     "LAYOUTS",
-    "add_graph_parser",
-    "cmd_graph",
+    "IMAGE_SUFFIXES",
+    "graph_format",
     "draw_graph",
     "graph_layout",
     "partners",
@@ -54,7 +52,7 @@ GRAPH_FORMATS: dict[str, str] = {".graphml": "graphml", ".json": "json"}
 LAYOUTS: tuple[str, ...] = ("spring", "kamada_kawai", "circular")
 
 #: Image suffixes understood by :func:`draw_graph` (no suffix means PNG).
-_IMAGE_SUFFIXES = ("", ".png", ".svg", ".pdf")
+IMAGE_SUFFIXES = ("", ".png", ".svg", ".pdf")
 
 #: Closeness given to an edge whose weight is NaN when laying the graph out.
 _NAN_CLOSENESS = 0.5
@@ -133,7 +131,7 @@ def pool_graph(bundle: Bundle, *, metric: str = "focal") -> nx.Graph:
     from ._scoring import score_teams
 
     if not isinstance(bundle, ensembles.Bundle):
-        raise ValueError(f"bundle: expected an ensembles.Bundle, got {type(bundle).__name__}")
+        raise InputError(f"bundle: expected an ensembles.Bundle, got {type(bundle).__name__}")
     spec = metric_spec(metric)
     pairs, masks = _pair_masks(bundle.n_models)
     weights = score_teams(bundle, masks, metric=spec.name)
@@ -258,10 +256,16 @@ def to_json(graph: nx.Graph) -> dict[str, Any]:
     }
 
 
-def _graph_format(path: str | os.PathLike[str], what: str = "out") -> str:
+def graph_format(path: str | os.PathLike[str], what: str = "out") -> str:
+    """The graph file format (``graphml`` or ``json``) named by ``path``'s suffix.
+
+    Example:
+        >>> graph_format("pool.graphml")
+        'graphml'
+    """
     suffix = Path(path).suffix.lower()
     if suffix not in GRAPH_FORMATS:
-        raise ValueError(
+        raise InputError(
             f"{what}: unknown graph file suffix {suffix or '(none)'!r} in {os.fspath(path)!r}; "
             "use .graphml or .json"
         )
@@ -306,7 +310,7 @@ def write_graph(graph: nx.Graph, path: str | os.PathLike[str]) -> Path:
         >>> sorted(read_graph(out).edges)
         [('a', 'b'), ('a', 'c'), ('b', 'c')]
     """
-    fmt = _graph_format(path, "path")
+    fmt = graph_format(path, "path")
     if fmt == "json":
         text = json.dumps(to_json(graph), allow_nan=False, indent=2) + "\n"
         return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
@@ -342,7 +346,7 @@ def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
     """
     import networkx as nx
 
-    fmt = _graph_format(path, "path")
+    fmt = graph_format(path, "path")
     if fmt == "graphml":
         graph = nx.read_graphml(os.fspath(path))
         for key in ("node_default", "edge_default"):
@@ -351,7 +355,7 @@ def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
         if not isinstance(doc, dict) or not {"nodes", "edges"} <= doc.keys():
-            raise ValueError(f"path: {os.fspath(path)!r} is not a node-link JSON graph")
+            raise InputError(f"path: {os.fspath(path)!r} is not a node-link JSON graph")
         graph = nx.MultiGraph() if doc.get("multigraph") else nx.Graph()
         if doc.get("directed"):
             graph = graph.to_directed()
@@ -369,7 +373,7 @@ def read_graph(path: str | os.PathLike[str]) -> nx.Graph:
                 for e in doc["edges"]
             )
         except (KeyError, TypeError) as exc:
-            raise ValueError(
+            raise InputError(
                 f"path: {os.fspath(path)!r} is not a node-link JSON graph ({exc!r})"
             ) from None
     _restore_nan(graph)
@@ -448,9 +452,9 @@ def graph_layout(
     import networkx as nx
 
     if layout not in LAYOUTS:
-        raise ValueError(f"layout: unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+        raise InputError(f"layout: unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
+        raise InputError(f"seed: expected an integer, got {seed!r}")
     if graph.number_of_nodes() == 0:
         return {}
     work = nx.Graph()
@@ -532,8 +536,8 @@ def draw_graph(
     """
     dest = Path(path)
     suffix = dest.suffix.lower()
-    if suffix not in _IMAGE_SUFFIXES:
-        raise ValueError(
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(
             f"png: unknown image suffix {suffix!r} in {os.fspath(path)!r}; use .png, .svg or .pdf"
         )
     pos = graph_layout(graph, layout=layout, seed=seed)
@@ -669,184 +673,3 @@ def draw_graph(
 
 
 # ---------------------------------------------------------------------------- command line
-
-_GRAPH_HELP = "networkx graph of the pool: pairwise focal negative correlation as edge weights"
-
-_GRAPH_DESCRIPTION = textwrap.dedent(
-    """\
-    Build the complete graph of a pool: one node per model (accuracy, error and abstain
-    rates), one edge per pair weighted by the pair's diversity score (default focal: the
-    focal negative correlation of the two models, higher = less correlated failures), with
-    the pair's error correlation and plurality accuracy. Print each model's most and least
-    diverse partner, and optionally draw the graph (--png) and export it (--out, GraphML or
-    node-link JSON, chosen by suffix). Pairs never wrong have an undefined weight: null in
-    JSON, left out of GraphML, a dashed grey edge in the drawing.
-
-    examples:
-      focal graph outputs.npz --png pool.png --out pool.graphml
-      focal graph bbh.npz --task navigate --split val --out pool.json --format json
-      focal graph outputs.npz --metric focal_cohen_kappa --png pool.png --layout kamada_kawai
-    """
-)
-
-
-def add_graph_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``graph`` subcommand to an ``argparse`` subparsers object.
-
-    Sets ``func=cmd_graph`` as the parser default, so a dispatcher may call ``args.func(args)``.
-
-    Args:
-        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The new subparser.
-
-    Example:
-        >>> import argparse
-        >>> parser = argparse.ArgumentParser(prog="focal")
-        >>> _ = add_graph_parser(parser.add_subparsers(dest="command"))
-        >>> args = parser.parse_args(["graph", "pool.npz", "--png", "pool.png"])
-        >>> args.command, args.metric, args.png, args.out, args.func is cmd_graph
-        ('graph', 'focal', 'pool.png', None, True)
-    """
-    from ._metrics import METRICS
-
-    p = subparsers.add_parser(
-        "graph",
-        help=_GRAPH_HELP,
-        description=_GRAPH_DESCRIPTION,
-        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
-            prog, max_help_position=32
-        ),
-    )
-    p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, CONTRACT §1)")
-    p.add_argument("--task", metavar="T", help="task name inside a multi-task bundle")
-    p.add_argument(
-        "--split",
-        metavar="NAME",
-        choices=("train", "val", "test"),
-        help="use only the samples of this split (train, val or test)",
-    )
-    p.add_argument(
-        "--metric",
-        default="focal",
-        choices=METRICS,
-        metavar="NAME",
-        help="edge-weight metric (default: focal); one of: " + ", ".join(METRICS),
-    )
-    p.add_argument(
-        "--png", metavar="PATH", help="draw the graph to this image (.png; .svg or .pdf also work)"
-    )
-    p.add_argument(
-        "--out", metavar="PATH", help="export the graph: .graphml (GraphML) or .json (node-link)"
-    )
-    p.add_argument(
-        "--layout",
-        choices=LAYOUTS,
-        default="spring",
-        help="drawing layout (default spring)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the spring layout (default 0)")
-    p.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="output: human-readable table (default) or one JSON document on stdout",
-    )
-    p.set_defaults(func=cmd_graph)
-    return p
-
-
-def cmd_graph(args: argparse.Namespace) -> int:
-    """Run ``focal graph``: build the pool graph, write the requested files, print a summary.
-
-    Output paths are checked before any work, so a bad ``--out``/``--png`` suffix writes
-    nothing. ``--format table`` prints one row per model (accuracy, most and least diverse
-    partner with the edge weight) and the written paths; ``--format json`` prints one document
-    ``{"metric", "direction", "n_models", "n_samples", "task", "graph": <node-link JSON>,
-    "partners": [...], "files": {"png": str|None, "out": str|None}}``.
-
-    Args:
-        args: parsed arguments of the ``graph`` subparser (:func:`add_graph_parser`).
-
-    Returns:
-        The exit status (0).
-
-    Raises:
-        focal._cli.CliError: bad ``--png``/``--out`` suffix.
-        ValueError: bad bundle (``BundleError``) or metric.
-        OSError: unreadable bundle or unwritable output.
-    """
-    from ._cli import CliError, _emit_json, _load, _table
-
-    if args.out is not None:
-        try:
-            _graph_format(args.out, "--out")
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-    if args.png is not None and Path(args.png).suffix.lower() not in _IMAGE_SUFFIXES:
-        raise CliError(
-            f"--png: unknown image suffix {Path(args.png).suffix!r} in {args.png!r}; "
-            "use .png, .svg or .pdf"
-        )
-    bundle = _load(args)
-    graph = pool_graph(bundle, metric=args.metric)
-    files: dict[str, str | None] = {"png": None, "out": None}
-    if args.out is not None:
-        files["out"] = os.fspath(write_graph(graph, args.out))
-    if args.png is not None:
-        files["png"] = os.fspath(draw_graph(graph, args.png, layout=args.layout, seed=args.seed))
-    best = partners(graph)
-
-    def pick(p: tuple[str, float] | None) -> dict[str, Any] | None:
-        return None if p is None else {"model": p[0], "weight": p[1]}
-
-    rows = [
-        {
-            "model": node,
-            "accuracy": data["accuracy"],
-            "most_diverse": pick(best[node]["most_diverse"]),
-            "least_diverse": pick(best[node]["least_diverse"]),
-        }
-        for node, data in graph.nodes(data=True)
-    ]
-    if args.format == "json":
-        _emit_json(
-            {
-                "metric": graph.graph["metric"],
-                "direction": graph.graph["direction"],
-                "n_models": graph.graph["n_models"],
-                "n_samples": graph.graph["n_samples"],
-                "task": graph.graph.get("task"),
-                "graph": to_json(graph),
-                "partners": rows,
-                "files": files,
-            }
-        )
-        return 0
-
-    def cell(p: dict[str, Any] | None) -> str:
-        if p is None:
-            return "-"
-        w = p["weight"]
-        return f"{p['model']} ({w:.4f})" if math.isfinite(w) else p["model"]
-
-    where = f"task {bundle.task}: " if bundle.task else ""
-    print(
-        f"{where}{graph.number_of_nodes()} models, {graph.number_of_edges()} pairs, "
-        f"{bundle.n_samples:,} samples; edge weight {graph.graph['metric']} "
-        f"({graph.graph['direction']} is more diverse)"
-    )
-    print(
-        _table(
-            ("model", "accuracy", "most diverse partner", "least diverse partner"),
-            [
-                (r["model"], r["accuracy"], cell(r["most_diverse"]), cell(r["least_diverse"]))
-                for r in rows
-            ],
-        )
-    )
-    for kind, value in files.items():
-        if value is not None:
-            print(f"wrote {'drawing' if kind == 'png' else 'graph'}: {value}")
-    return 0

@@ -22,6 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ensembles.util import InputError
+
 from ._metrics import (
     MetricSpec,
     finish,
@@ -62,12 +64,12 @@ class GrayPlan:
     ):
         for name, value in (("devices", n_devices), ("processes", n_processes)):
             if value < 1 or value & (value - 1):
-                raise ValueError(f"{name}: the Gray scan needs a power of two, got {value}")
+                raise InputError(f"{name}: the Gray scan needs a power of two, got {value}")
         dev_bits = (n_devices * n_processes).bit_length() - 1
         if block_bits is None:
             block_bits = min(max(10, dev_bits), n_models - 1)
         if not dev_bits <= block_bits <= n_models - 1:
-            raise ValueError(
+            raise InputError(
                 f"block_bits: must lie in [{dev_bits}, {n_models - 1}], got {block_bits}"
             )
         self.n_models = n_models
@@ -80,7 +82,7 @@ class GrayPlan:
         if group_steps is None:
             group_steps = max(1, min(n_steps, (1 << 18) >> block_bits))
         if group_steps & (group_steps - 1) or group_steps > n_steps:
-            raise ValueError(f"group_steps: a power of two ≤ {n_steps}, got {group_steps}")
+            raise InputError(f"group_steps: a power of two ≤ {n_steps}, got {group_steps}")
         self.group_steps = group_steps
         self.n_groups = n_steps // group_steps
 
@@ -197,7 +199,7 @@ def gray_groups(
     the current k-th best key; ties below it are not worth a re-run.
     """
     if spec.kind not in GRAY_KINDS:
-        raise ValueError(f"metric: {spec.name} has no exact incremental form")
+        raise InputError(f"metric: {spec.name} has no exact incremental form")
     devices = devices or jax.local_devices()[: plan.n_devices]
     per_process = plan.n_blocks // plan.n_processes
     first_block = process_index * per_process

@@ -31,6 +31,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._compat_ensemblebench import (
     DEFAULT_MAX_TEAMS,
@@ -269,25 +270,25 @@ def hq_select(
         [(2, 10, 2), (3, 5, 1), (4, 0, 0)]
     """
     if variant not in ("rate", "mean"):
-        raise ValueError(f"variant: unknown variant {variant!r}; use rate or mean")
+        raise InputError(f"variant: unknown variant {variant!r}; use rate or mean")
     rate = float(prune_rate)
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"prune_rate: must be in [0, 1], got {prune_rate}")
+        raise InputError(f"prune_rate: must be in [0, 1], got {prune_rate}")
     m = bundle_select.n_models
     if m < 3:
-        raise ValueError("models: HQ pruning needs at least 3 models (sizes 2..M-1)")
+        raise InputError("models: HQ pruning needs at least 3 models (sizes 2..M-1)")
     if isinstance(target_size, bool) or int(target_size) != target_size or target_size < 2:
-        raise ValueError(f"target_size: must be an integer ≥ 2, got {target_size!r}")
+        raise InputError(f"target_size: must be an integer ≥ 2, got {target_size!r}")
     target = min(int(target_size), m - 1)
     codes = tuple(dict.fromkeys(_code(c) for c in metrics))
     if not codes:
-        raise ValueError("metrics: give at least one EnsembleBench metric")
+        raise InputError("metrics: give at least one EnsembleBench metric")
     opts = FQOptions.resolve(faithful=faithful, **fq_options)
     sizes = tuple(range(2, target + 1)) if variant == "rate" else tuple(range(2, m))
     pool = _Pool(bundle_select, sizes, opts, seed, max_teams)
     evaluation = bundle_eval if bundle_eval is not None else bundle_select
     if evaluation.models != bundle_select.models:
-        raise ValueError("bundle_eval: its models differ from bundle_select's")
+        raise InputError("bundle_eval: its models differ from bundle_select's")
     ctx = _EvalContext(evaluation, opts.combiner, opts, seed, pool.masks, random_baseline)
     method = f"hq_{variant}"
 
@@ -482,7 +483,7 @@ def hq_search(
         (3, True)
     """
     if isinstance(top_k, bool) or int(top_k) != top_k or int(top_k) < 1:
-        raise ValueError(f"top-k: must be at least 1, got {top_k}")
+        raise InputError(f"top-k: must be at least 1, got {top_k}")
     obj = Objective() if objective is None else objective
     start = time.perf_counter()
     wanted = None

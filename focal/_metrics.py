@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ensembles.util import InputError
+
 from ._moments import Moments
 
 __all__ = ["METRICS", "MetricSpec", "metric_spec", "prepare_metric", "team_values"]
@@ -88,7 +90,7 @@ def metric_spec(name: str) -> MetricSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"metric: unknown metric {name!r}; choose from {', '.join(METRICS)}"
         ) from None
 

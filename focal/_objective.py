@@ -9,6 +9,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._metrics import metric_spec
 
@@ -45,9 +46,9 @@ class Objective:
         for name in ("w_div", "w_acc", "size_penalty"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"objective: {name} must be a finite number ≥ 0, got {value}")
+                raise InputError(f"objective: {name} must be a finite number ≥ 0, got {value}")
         if self.combiner not in ensembles.COMBINERS:
-            raise ValueError(
+            raise InputError(
                 f"objective: unknown combiner {self.combiner!r}; "
                 f"choose from {', '.join(ensembles.COMBINERS)}"
             )

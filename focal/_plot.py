@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ensembles._atomic import write_atomic
+from ensembles.util import InputError, write_atomic
 
 __all__ = ["DiversityAccuracyDisplay"]
 
@@ -99,18 +99,18 @@ class DiversityAccuracyDisplay:
         self.diversity = np.asarray(diversity, dtype=np.float64).reshape(-1)
         self.accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
         if self.diversity.shape != self.accuracy.shape:
-            raise ValueError(
+            raise InputError(
                 f"accuracy: shape {self.accuracy.shape} != diversity shape {self.diversity.shape}"
             )
         self.sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64).reshape(-1)
         if self.sizes is not None and self.sizes.shape != self.diversity.shape:
-            raise ValueError(
+            raise InputError(
                 f"sizes: shape {self.sizes.shape} != diversity shape {self.diversity.shape}"
             )
         self.highlight = None if highlight is None else [int(i) for i in highlight]
         n = self.diversity.shape[0]
         if self.highlight is not None and any(not 0 <= i < n for i in self.highlight):
-            raise ValueError(f"highlight: indices must be in [0, {n})")
+            raise InputError(f"highlight: indices must be in [0, {n})")
         self.metric = metric
         self.split = split
 
@@ -158,10 +158,10 @@ class DiversityAccuracyDisplay:
             scores = [t.score for t in teams]
             accuracy = [t.accuracy for t in teams]
         if scores is None or accuracy is None:
-            raise ValueError("from_scores: give masks, scores and accuracy (or a PruneResult)")
+            raise InputError("from_scores: give masks, scores and accuracy (or a PruneResult)")
         masks_arr = np.asarray(masks, dtype=bool)
         if masks_arr.ndim != 2:
-            raise ValueError(f"masks: expected (n_teams, n_models), got shape {masks_arr.shape}")
+            raise InputError(f"masks: expected (n_teams, n_models), got shape {masks_arr.shape}")
         return cls(
             scores,
             accuracy,

@@ -14,6 +14,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle, BundleError
+from ensembles.util import InputError
 
 from ._metrics import metric_spec
 from ._objective import Objective
@@ -295,7 +296,7 @@ def recommend(
         ('team', ['a', 'b', 'c'])
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha: must lie in [0, 1], got {alpha}")
+        raise InputError(f"alpha: must lie in [0, 1], got {alpha}")
     select, report, source = protocol_splits(
         bundle, select_on=select_on, report_on=report_on, seed=seed
     )

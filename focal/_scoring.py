@@ -17,6 +17,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._checkpoint import ScanCheckpoint, scan_fingerprint
 from ._gray import GRAY_KINDS, GrayPlan, gray_groups
@@ -175,7 +176,7 @@ def score_teams(
     masks = as_masks(teams, names)
     sizes = masks.sum(axis=1)
     if masks.shape[0] and sizes.min() < 2:
-        raise ValueError("team: a team needs at least 2 members")
+        raise InputError("team: a team needs at least 2 members")
     if masks.shape[0] == 0:
         return np.zeros(0)
     arrays = prepare_metric(spec, mom)
@@ -208,7 +209,7 @@ def score_team(bundle: Bundle, team: Sequence[str] | Sequence[int]) -> dict[str,
     """
     mask = as_masks([team], bundle.models)
     if mask.sum() < 2:
-        raise ValueError("team: a team needs at least 2 members")
+        raise InputError("team: a team needs at least 2 members")
     members = [m for m, keep in zip(bundle.models, mask[0], strict=True) if keep]
     metrics = {
         name: _finite_or_none(float(score_teams(bundle, mask, metric=name)[0])) for name in METRICS
@@ -286,9 +287,9 @@ def _scan(
 
 def _check_budget(n_teams: int, max_teams: int | None) -> None:
     if max_teams is not None and max_teams < 1:
-        raise ValueError(f"max-teams: must be at least 1, got {max_teams}")
+        raise InputError(f"max-teams: must be at least 1, got {max_teams}")
     if max_teams is not None and n_teams > max_teams:
-        raise ValueError(
+        raise InputError(
             f"sizes: {n_teams:,} teams exceed the budget of {max_teams:,}; narrow --sizes/--size "
             "or raise --max-teams"
         )
@@ -296,9 +297,9 @@ def _check_budget(n_teams: int, max_teams: int | None) -> None:
 
 def _use_gray(scan: str, kind: str, n_models: int, n_teams: int) -> bool:
     if scan not in ("auto", "gray", "chunked"):
-        raise ValueError(f"scan: unknown scan {scan!r}; use auto, gray or chunked")
+        raise InputError(f"scan: unknown scan {scan!r}; use auto, gray or chunked")
     if scan == "gray" and kind not in GRAY_KINDS:
-        raise ValueError(f"scan: the Gray-code scan does not support this metric ({kind})")
+        raise InputError(f"scan: the Gray-code scan does not support this metric ({kind})")
     if scan != "auto":
         return scan == "gray"
     # All 2^M subsets are walked: worth it when the request covers a good part of them.
@@ -357,7 +358,7 @@ def prune(
     """
     spec = metric_spec(metric)
     if int(top_k) < 1:
-        raise ValueError(f"top-k: must be at least 1, got {top_k}")
+        raise InputError(f"top-k: must be at least 1, got {top_k}")
     m = bundle.n_models
     size_tuple = parse_sizes(sizes, m)
     n_teams = count_teams(m, size_tuple)

@@ -46,6 +46,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._metrics import (
     finish,
@@ -242,7 +243,7 @@ def _resolve(bundle: Bundle, objective: Objective | None, sizes: Any) -> tuple:
 
 def _check_positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        raise InputError(f"{name}: must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -717,19 +718,19 @@ class GeneticSearch:
         for name in ("n_models", "population", "parents"):
             _check_positive(name, getattr(self, name))
         if self.parents > self.population:
-            raise ValueError(
+            raise InputError(
                 f"parents: at most the population ({self.population}), got {self.parents}"
             )
         if isinstance(self.elitism, bool) or not 0 <= int(self.elitism) < self.population:
-            raise ValueError(
+            raise InputError(
                 f"elitism: must lie in [0, {self.population - 1}], got {self.elitism!r}"
             )
         if not (math.isfinite(self.mutation_rate) and 0.0 <= self.mutation_rate <= 1.0):
-            raise ValueError(f"mutation-rate: must lie in [0, 1], got {self.mutation_rate}")
+            raise InputError(f"mutation-rate: must lie in [0, 1], got {self.mutation_rate}")
         if self.init_mode not in ("uniform", "sizes"):
-            raise ValueError(f"init: unknown mode {self.init_mode!r}; use uniform or sizes")
+            raise InputError(f"init: unknown mode {self.init_mode!r}; use uniform or sizes")
         if self.init_mode == "sizes" and not self.sizes:
-            raise ValueError("init: mode 'sizes' needs sizes")
+            raise InputError("init: mode 'sizes' needs sizes")
 
     def init(self, key: jax.Array) -> GAState:
         """The initial state; its ``population`` must be evaluated and told first."""
@@ -882,7 +883,7 @@ def genetic(
     top_k = _check_positive("top-k", top_k)
     generations = int(generations)
     if generations < 0:
-        raise ValueError(f"generations: must be at least 0, got {generations}")
+        raise InputError(f"generations: must be at least 0, got {generations}")
     if saturate is not None:
         saturate = _check_positive("saturate", saturate)
     rate = 1.0 / m if mutation_rate is None else float(mutation_rate)
@@ -1016,7 +1017,7 @@ def search(bundle: Bundle, method: str, **kwargs: Any) -> SearchResult:
     try:
         fn = SEARCH_METHODS[method]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"search: unknown method {method!r}; choose from {', '.join(SEARCH_METHODS)}"
         ) from None
     return fn(bundle, **kwargs)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ensembles.util import InputError
+
 __all__ = [
     "binomial_table",
     "count_teams",
@@ -73,14 +75,14 @@ def parse_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
                     lo_s, hi_s = text.split("-", 1)
                     lo, hi = int(lo_s), int(hi_s)
                     if lo > hi:
-                        raise ValueError(f"sizes: empty size range {part.strip()!r}")
+                        raise InputError(f"sizes: empty size range {part.strip()!r}")
                     out += tuple(range(lo, hi + 1))
                 else:
                     out += (int(text),)
         except ValueError as exc:
             if str(exc).startswith("sizes:"):
                 raise
-            raise ValueError(
+            raise InputError(
                 f"sizes: cannot parse {sizes!r}; use e.g. '2-5', '3' or '2,4-6'"
             ) from None
     elif isinstance(sizes, int | np.integer):
@@ -91,9 +93,9 @@ def parse_sizes(sizes: Any, n_models: int) -> tuple[int, ...]:
         out = tuple(int(s) for s in sizes)
     out = tuple(sorted(set(out)))
     if not out:
-        raise ValueError(f"sizes: empty size range {sizes!r}")
+        raise InputError(f"sizes: empty size range {sizes!r}")
     if out[0] < 2 or out[-1] > n_models:
-        raise ValueError(
+        raise InputError(
             f"sizes: team sizes must lie in [2, {n_models}] for {n_models} models, got "
             f"{out[0]}..{out[-1]}"
         )
@@ -174,7 +176,7 @@ def as_masks(teams: Any, models: Sequence[str]) -> np.ndarray:
     n_models = len(models)
     if isinstance(teams, np.ndarray) and teams.ndim == 2 and teams.dtype != object:
         if teams.shape[1] != n_models:
-            raise ValueError(f"team: mask has {teams.shape[1]} columns for {n_models} models")
+            raise InputError(f"team: mask has {teams.shape[1]} columns for {n_models} models")
         return teams.astype(bool)
     index = {m: i for i, m in enumerate(models)}
     rows = []
@@ -182,21 +184,21 @@ def as_masks(teams: Any, models: Sequence[str]) -> np.ndarray:
         items = list(team)
         if items and all(isinstance(x, bool | np.bool_) for x in items):
             if len(items) != n_models:
-                raise ValueError(f"team: mask has {len(items)} entries for {n_models} models")
+                raise InputError(f"team: mask has {len(items)} entries for {n_models} models")
             rows.append(np.asarray(items, dtype=bool))
             continue
         row = np.zeros(n_models, dtype=bool)
         for x in items:
             if isinstance(x, str):
                 if x not in index:
-                    raise ValueError(f"team: unknown model {x!r}; models are {', '.join(models)}")
+                    raise InputError(f"team: unknown model {x!r}; models are {', '.join(models)}")
                 i = index[x]
             else:
                 i = int(x)
                 if not 0 <= i < n_models:
-                    raise ValueError(f"team: member index {i} out of range [0, {n_models})")
+                    raise InputError(f"team: member index {i} out of range [0, {n_models})")
             if row[i]:
-                raise ValueError(f"team: member {models[i]!r} listed twice")
+                raise InputError(f"team: member {models[i]!r} listed twice")
             row[i] = True
         rows.append(row)
     if not rows:

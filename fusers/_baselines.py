@@ -9,6 +9,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._splits import DEFAULT_VAL_FRACTION
 
@@ -30,9 +31,9 @@ def remap_splits(bundle: Bundle, *, train_on: str, report_on: str) -> Bundle:
     names = ensembles.SPLIT_NAMES
     for arg, value in (("train_on", train_on), ("report_on", report_on)):
         if value not in names:
-            raise ValueError(f"{arg}: unknown split {value!r}; use {', '.join(names)}")
+            raise InputError(f"{arg}: unknown split {value!r}; use {', '.join(names)}")
     if train_on == report_on:
-        raise ValueError(f"train_on and report_on are both {train_on!r}; report on another split")
+        raise InputError(f"train_on and report_on are both {train_on!r}; report on another split")
     if (train_on, report_on) == ("train", "test"):
         return bundle
     stop_on = next(s for s in names if s not in (train_on, report_on))
@@ -54,7 +55,7 @@ def batch_mean_accuracy(correct: Any, *, batch_size: int = 64, seed: int | None 
     """
     c = np.asarray(correct, dtype=np.float64).reshape(-1)
     if c.size == 0:
-        raise ValueError("correct: no rows")
+        raise InputError("correct: no rows")
     if seed is not None:
         c = c[np.random.default_rng(seed).permutation(c.size)]
     batches = [c[i : i + batch_size].mean() for i in range(0, c.size, batch_size)]

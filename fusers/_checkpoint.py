@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ensembles.util import InputError
+
 __all__ = [
     "arrays_digest",
     "arrays_to_tree",
@@ -50,7 +52,7 @@ def tree_to_arrays(tree: Any) -> dict[str, np.ndarray]:
     for path, leaf in leaves:
         name = _name(path)
         if name in out:  # pragma: no cover - distinct paths give distinct names in practice
-            raise ValueError(f"checkpoint: two leaves map to the name {name!r}")
+            raise InputError(f"checkpoint: two leaves map to the name {name!r}")
         out[name] = np.asarray(leaf)
     return out
 
@@ -74,7 +76,7 @@ def arrays_to_tree(template: Any, arrays: Mapping[str, np.ndarray], *, where: st
     if sorted(names) != sorted(arrays):
         missing = sorted(set(names) - set(arrays))
         extra = sorted(set(arrays) - set(names))
-        raise ValueError(
+        raise InputError(
             f"{where}: checkpoint does not match the model (missing {missing[:3]}, "
             f"unexpected {extra[:3]})"
         )
@@ -83,7 +85,7 @@ def arrays_to_tree(template: Any, arrays: Mapping[str, np.ndarray], *, where: st
         arr = np.asarray(arrays[name])
         ref = np.asarray(leaf)
         if arr.shape != ref.shape or arr.dtype != ref.dtype:
-            raise ValueError(
+            raise InputError(
                 f"{where}: checkpoint array {name!r} has shape {arr.shape} {arr.dtype}, "
                 f"the model expects {ref.shape} {ref.dtype}"
             )
@@ -171,7 +173,7 @@ def load_arrays(
         arrays = {str(k): np.asarray(v) for k, v in dict(restored).items()}
     except Exception as exc:  # orbax / tensorstore raise many types for damaged files
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ValueError(f"{path}: checkpoint is corrupted or unreadable ({msg})") from None
+        raise InputError(f"{path}: checkpoint is corrupted or unreadable ({msg})") from None
     if digest is not None and arrays_digest(arrays) != digest:
-        raise ValueError(f"{path}: checkpoint is corrupted (SHA-256 differs from the recorded one)")
+        raise InputError(f"{path}: checkpoint is corrupted (SHA-256 differs from the recorded one)")
     return arrays

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ensembles import Bundle, BundleError
+from ensembles.util import InputError
 
 from ._features import VALID_CLASSES, choice_scores, flatten_members, valid_classes
 from ._splits import DEFAULT_VAL_FRACTION, SplitInfo, ensure_splits
@@ -48,18 +49,18 @@ def _team_names(bundle: Bundle, team: Any) -> tuple[str, ...]:
     if team is None:
         return tuple(bundle.models)
     if isinstance(team, str):
-        raise ValueError(f"team: expected a sequence of model names, got the string {team!r}")
+        raise InputError(f"team: expected a sequence of model names, got the string {team!r}")
     items = list(team)
     if items and all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in items):
         idx = [int(t) for t in items]
         if min(idx) < 0 or max(idx) >= bundle.n_models:
-            raise ValueError(f"team: model index out of range [0, {bundle.n_models}): {idx}")
+            raise InputError(f"team: model index out of range [0, {bundle.n_models}): {idx}")
         items = [bundle.models[i] for i in idx]
     names = tuple(str(t) for t in items)
     if len(set(names)) != len(names):
-        raise ValueError(f"team: a model is listed more than once in {list(names)}")
+        raise InputError(f"team: a model is listed more than once in {list(names)}")
     if len(names) < 2:
-        raise ValueError(f"team: a fuser needs at least 2 members, got {len(names)}")
+        raise InputError(f"team: a fuser needs at least 2 members, got {len(names)}")
     bundle.model_indices(names)  # BundleError for an unknown name
     return names
 
@@ -84,7 +85,7 @@ class _Fuser:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(f"{key}: unknown parameter of {type(self).__name__}")
+                raise InputError(f"{key}: unknown parameter of {type(self).__name__}")
             setattr(self, key, value)
         return self
 
@@ -95,18 +96,18 @@ class _Fuser:
     # ------------------------------------------------------------------ inputs
     def _check_common(self) -> None:
         if self.valid_classes not in VALID_CLASSES:  # type: ignore[attr-defined]
-            raise ValueError(
+            raise InputError(
                 f"valid_classes: expected one of {', '.join(VALID_CLASSES)}, "
                 f"got {self.valid_classes!r}"  # type: ignore[attr-defined]
             )
         if self.scores not in ("auto", "probs", "onehot"):  # type: ignore[attr-defined]
-            raise ValueError(
+            raise InputError(
                 f"scores: expected 'auto', 'probs' or 'onehot', got {self.scores!r}"  # type: ignore[attr-defined]
             )
         check_int("seed", self.seed)  # type: ignore[attr-defined]
         vf = self.val_fraction  # type: ignore[attr-defined]
         if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
-            raise ValueError(f"val_fraction: must lie in (0, 1), got {vf!r}")
+            raise InputError(f"val_fraction: must lie in (0, 1), got {vf!r}")
 
     def _inputs(self, team_bundle: Bundle, scores_mode: str) -> tuple[np.ndarray, np.ndarray]:
         s = choice_scores(team_bundle, scores=scores_mode)
@@ -124,7 +125,7 @@ class _Fuser:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "team_"):
-            raise ValueError(f"{type(self).__name__} is not fitted yet; call fit() first")
+            raise InputError(f"{type(self).__name__} is not fitted yet; call fit() first")
 
     def _team_inputs(self, bundle: Bundle, split: str | None) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
@@ -271,7 +272,7 @@ class _Fuser:
         """Load a fuser written by :meth:`save` (see :func:`load_fuser`)."""
         fuser = load_fuser(path)
         if not isinstance(fuser, cls):
-            raise ValueError(f"{path}: holds a {type(fuser).__name__}, not a {cls.__name__}")
+            raise InputError(f"{path}: holds a {type(fuser).__name__}, not a {cls.__name__}")
         return fuser
 
 
@@ -381,7 +382,7 @@ class MLPFuser(_Fuser):
 
         hidden = tuple(int(h) for h in self.hidden)
         if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden: expected positive layer widths, got {self.hidden!r}")
+            raise InputError(f"hidden: expected positive layer widths, got {self.hidden!r}")
         return MLP(n_in, n_out, hidden=hidden, faithful=bool(self.faithful),
                    rngs=nnx.Rngs(params=self.seed))  # fmt: skip
 
@@ -650,14 +651,14 @@ class StackingFuser(_Fuser):
             or not isinstance(self.C, int | float)
             or not (math.isfinite(self.C) and self.C > 0)
         ):
-            raise ValueError(f"C: expected a positive number, got {self.C!r}")
+            raise InputError(f"C: expected a positive number, got {self.C!r}")
         check_int("max_iter", self.max_iter, minimum=1)
         prep = self._fit_inputs(bundle, team)
         x, y, mask = prep["train"]
         inside = (y >= 0) & (y < mask.shape[1])
         keep = inside & mask[np.arange(len(y)), np.clip(y, 0, mask.shape[1] - 1)]
         if len(np.unique(y[keep])) < 2:
-            raise ValueError("stacking: the train rows hold fewer than two classes")
+            raise InputError("stacking: the train rows hold fewer than two classes")
         lr = LogisticRegression(C=float(self.C), max_iter=int(self.max_iter))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -689,7 +690,7 @@ class StackingFuser(_Fuser):
 
     def _set_arrays(self, arrays: dict[str, np.ndarray], where: str) -> None:
         if sorted(arrays) != ["classes", "coef", "intercept"]:
-            raise ValueError(f"{where}: checkpoint does not hold a stacking model")
+            raise InputError(f"{where}: checkpoint does not hold a stacking model")
         self.coef_ = np.asarray(arrays["coef"], np.float64)
         self.intercept_ = np.asarray(arrays["intercept"], np.float64)
         self.classes_ = np.asarray(arrays["classes"], np.int64)
@@ -732,13 +733,13 @@ def load_fuser(path: str | Path) -> MLPFuser | StackingFuser:
     doc = read_json(folder / CONFIG_FILE, what="fuser config")
     where = str(folder / CONFIG_FILE)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{where}: not a focal-fusion fuser file (format key missing or wrong)")
+        raise InputError(f"{where}: not a focal-fusion fuser file (format key missing or wrong)")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{where}: unsupported format_version {doc.get('format_version')!r}")
+        raise InputError(f"{where}: unsupported format_version {doc.get('format_version')!r}")
     classes = {c.__name__: c for c in FUSERS.values()}
     cls = classes.get(doc.get("class"))  # type: ignore[arg-type]
     if cls is None:
-        raise ValueError(f"{where}: unknown fuser class {doc.get('class')!r}")
+        raise InputError(f"{where}: unknown fuser class {doc.get('class')!r}")
     try:
         params = dict(doc["params"])
         if "hidden" in params:
@@ -756,7 +757,7 @@ def load_fuser(path: str | Path) -> MLPFuser | StackingFuser:
             fuser.history_ = doc["history"]
             fuser.best_epoch_ = int(doc["best_epoch"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
+        raise InputError(
             f"{where}: fuser config is corrupted ({' '.join(str(exc).split())})"
         ) from None
     arrays = load_arrays(folder / PARAMS_DIR, digest=digest)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ensembles import Bundle, BundleError
+from ensembles.util import InputError
 
 from ._util import check_int
 
@@ -253,9 +254,9 @@ def choice_scores(bundle: Bundle, *, scores: str = "auto") -> np.ndarray:
         [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]]
     """
     if scores not in ("auto", "probs", "onehot"):
-        raise ValueError(f"scores: expected 'auto', 'probs' or 'onehot', got {scores!r}")
+        raise InputError(f"scores: expected 'auto', 'probs' or 'onehot', got {scores!r}")
     if scores == "probs" and bundle.probs is None:
-        raise ValueError("scores: 'probs' requested but the bundle has no probs")
+        raise InputError("scores: 'probs' requested but the bundle has no probs")
     if bundle.probs is not None and scores != "onehot":
         return np.asarray(bundle.probs, dtype=np.float32)
     c = np.arange(bundle.n_classes)
@@ -288,7 +289,7 @@ def valid_classes(scores: np.ndarray, rule: str = "all") -> np.ndarray:
         ([[True, True, False]], [[True, True, True]])
     """
     if rule not in VALID_CLASSES:
-        raise ValueError(f"valid_classes: expected one of {', '.join(VALID_CLASSES)}, got {rule!r}")
+        raise InputError(f"valid_classes: expected one of {', '.join(VALID_CLASSES)}, got {rule!r}")
     if rule == "all":
         return np.ones(scores.shape[1:], dtype=bool)
     return (np.asarray(scores) > 0).any(axis=0)

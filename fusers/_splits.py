@@ -11,6 +11,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle, BundleError
+from ensembles.util import InputError
 
 from ._util import check_int
 
@@ -123,7 +124,7 @@ def ensure_splits(
         return bundle, SplitInfo("bundle", None, None, None, sizes)
     vf = float(val_fraction)
     if not (math.isfinite(vf) and 0.0 < vf < 1.0):
-        raise ValueError(f"val_fraction: must lie in (0, 1), got {val_fraction!r}")
+        raise InputError(f"val_fraction: must lie in (0, 1), got {val_fraction!r}")
     train_idx = np.flatnonzero(split == "train")
     if train_idx.size < 2:
         raise BundleError(

@@ -25,6 +25,7 @@ import numpy as np
 
 import ensembles
 from ensembles import Bundle
+from ensembles.util import InputError
 
 from ._baselines import baselines, remap_splits
 from ._estimators import FUSERS, MLPFuser
@@ -52,7 +53,7 @@ def _objective(objective: Any, default: Any) -> Any:
         return focal.Objective(metric="focal", w_div=0.0, w_acc=1.0)
     if objective == "default":
         return focal.DEFAULT_OBJECTIVE
-    raise ValueError(
+    raise InputError(
         "objective: expected a focal.Objective, 'default', 'focal' or 'accuracy', "
         f"got {objective!r}"
     )
@@ -114,7 +115,7 @@ def choose_team(
         try:
             from focal._search import search as run_search
         except ImportError:  # pragma: no cover - P2's search module missing
-            raise ValueError(f"search: {method!r} needs focal._search (issue P2)") from None
+            raise InputError(f"search: {method!r} needs focal._search (issue P2)") from None
         kwargs: dict[str, Any] = {"objective": obj, "sizes": size_tuple, "top_k": 1}
         if method == "ga":
             kwargs["seed"] = int(seed)
@@ -123,7 +124,7 @@ def choose_team(
         mask, score, accuracy, fitness = best.mask, best.score, best.accuracy, best.fitness
         evaluated = found.n_evaluated
     else:
-        raise ValueError(
+        raise InputError(
             f"search: unknown method {search!r}; use auto, exhaustive, ga, beam or greedy"
         )
     members = tuple(m for m, keep in zip(select.models, mask, strict=True) if keep)
@@ -231,9 +232,9 @@ def _run(
     for name, value in (("select_on", select_on), ("train_on", train_on),
                         ("report_on", report_on)):  # fmt: skip
         if value not in ensembles.SPLIT_NAMES:
-            raise ValueError(f"{name}: unknown split {value!r}; use train, val or test")
+            raise InputError(f"{name}: unknown split {value!r}; use train, val or test")
     if select_on == report_on:
-        raise ValueError(
+        raise InputError(
             f"select_on and report_on are both {select_on!r}; choose on one split, "
             "report on another"
         )

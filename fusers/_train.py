@@ -37,6 +37,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ensembles.util import InputError
+
 from ._checkpoint import arrays_digest, arrays_to_tree, load_arrays, save_arrays, tree_to_arrays
 from ._mlp import fuser_logits, masked_loss
 from ._util import atomic_write_json, check_int, read_json
@@ -99,9 +101,9 @@ class TrainConfig:
             or not isinstance(lr, int | float)
             or not (math.isfinite(lr) and lr > 0)
         ):
-            raise ValueError(f"learning_rate: expected a positive number, got {lr!r}")
+            raise InputError(f"learning_rate: expected a positive number, got {lr!r}")
         if self.restore not in RESTORE_MODES:
-            raise ValueError(f"restore: expected 'best' or 'last', got {self.restore!r}")
+            raise InputError(f"restore: expected 'best' or 'last', got {self.restore!r}")
         return self
 
 
@@ -144,15 +146,15 @@ class ClassifierData:
         for split in ("train", "val"):
             x, y, m = (getattr(out, f"{k}_{split}") for k in ("x", "y", "mask"))
             if x.ndim != 2 or y.shape != (x.shape[0],) or m.shape[0] != x.shape[0] or m.ndim != 2:
-                raise ValueError(
+                raise InputError(
                     f"{split}: inconsistent shapes x {x.shape}, y {y.shape}, mask {m.shape}"
                 )
             if x.shape[0] == 0:
-                raise ValueError(f"{split}: no rows")
+                raise InputError(f"{split}: no rows")
             if not np.isfinite(x).all():
-                raise ValueError(f"{split}: inputs contain NaN or inf")
+                raise InputError(f"{split}: inputs contain NaN or inf")
         if out.x_train.shape[1] != out.x_val.shape[1] or out.mask_train.shape[1] != out.n_classes:
-            raise ValueError("train and val differ in input width or number of classes")
+            raise InputError("train and val differ in input width or number of classes")
         return out
 
     @property
@@ -381,7 +383,7 @@ def fit_classifier(
     if ckpt is not None and (ckpt / TRAINER_FILE).is_file():
         doc = read_json(ckpt / TRAINER_FILE, what="training checkpoint")
         if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint:
-            raise ValueError(
+            raise InputError(
                 f"{ckpt}: the training checkpoint belongs to another run (other data, model or "
                 "settings); delete it or use another folder"
             )
@@ -394,7 +396,7 @@ def fit_classifier(
             best_val, best_epoch = float(doc["best_val_accuracy"]), int(doc["best_epoch"])
             bad, start, stopped = int(doc["bad_epochs"]), int(doc["epoch"]), bool(doc["stopped"])
         except (KeyError, TypeError) as exc:
-            raise ValueError(
+            raise InputError(
                 f"{ckpt / TRAINER_FILE}: training checkpoint is corrupted ({exc})"
             ) from None
         st_m = jax.tree.map(jnp.asarray, restored["model"])

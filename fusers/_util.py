@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ensembles._atomic import write_atomic
+from ensembles.util import InputError, write_atomic
 
 __all__ = [
     "atomic_write_json",
@@ -119,7 +119,7 @@ def read_json(path: str | os.PathLike[str], *, what: str) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         msg = " ".join(str(exc).split())
-        raise ValueError(f"{p}: {what} is corrupted (invalid JSON: {msg})") from None
+        raise InputError(f"{p}: {what} is corrupted (invalid JSON: {msg})") from None
 
 
 def check_int(name: str, value: Any, *, minimum: int = 0, allow_none: bool = False) -> int | None:
@@ -132,5 +132,5 @@ def check_int(name: str, value: Any, *, minimum: int = 0, allow_none: bool = Fal
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)

@@ -1,4 +1,4 @@
-"""The ``focal`` command line (CONTRACT §6), driven through ``focal._cli.main``.
+"""The ``focal`` command line (CONTRACT §6), driven through ``focal_cli.main``.
 
 Bundles are built in temporary directories with ``np.savez``: the worked example of
 ALGORITHMS.md §9.1, a small random bundle with scores, abstentions and a split, and a multi-task
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import focal
-from focal._cli import main
+from focal_cli import main
 
 from reference import (
     DIRECTION,
@@ -805,7 +805,7 @@ def _run_module(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
-        [sys.executable, "-m", "focal", *map(str, args)],
+        [sys.executable, "-m", "focal_cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""The built-in demo (``focal._demo`` and ``focal demo``): pool, cache, report, plot, CLI.
+"""The built-in demo (``focal_cli._demo`` and ``focal demo``): pool, cache, report, plot, CLI.
 
 One module-scoped run fits the pool once into a temporary cache folder; the other tests reuse
 that cache (a second ``run_demo`` must not refit), so the file stays fast. Small team sizes
@@ -19,8 +19,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 import ensembles  # noqa: E402
-from focal._cli import main  # noqa: E402
-from focal._demo import cache_root, digits_pool, format_demo, run_demo  # noqa: E402
+from focal_cli import main  # noqa: E402
+from focal_cli._demo import cache_root, digits_pool, format_demo, run_demo  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SIZES = "3-4"

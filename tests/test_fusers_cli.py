@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
 import ensembles
+import focal_cli
 import fusers
-from fusers._cli import EVALUATE_BASELINES, add_parsers, cmd_fuse, cmd_topla
+from focal_cli._fuse import EVALUATE_BASELINES
 
 
 def _main(argv: list[str]) -> int:
-    """``focal`` with the fuser commands: the real entry point once they are registered there."""
-    from focal import _cli as fcli
-
-    if "fuse" in getattr(fcli, "_COMMANDS", {}):
-        return fcli.main(argv)
-    parser = fcli._Parser(prog="focal")
-    sub = parser.add_subparsers(dest="command", parser_class=fcli._Parser)
-    add_parsers(sub)
-    try:
-        args = parser.parse_args(argv)
-        return {"fuse": cmd_fuse, "topla": cmd_topla}[args.command](args)
-    except (fcli.CliError, ValueError, OSError) as exc:  # as focal._cli._run does
-        import sys
-
-        sys.stderr.write(f"focal: error: {' '.join(str(exc).split())}\n")
-        return 2
+    return focal_cli.main(argv)
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -168,8 +153,7 @@ def test_corrupted_checkpoint_is_one_line(capsys, bundle_path, tmp_path):
 
 
 def test_parsers_have_help():
-    parser = argparse.ArgumentParser(prog="focal")
-    add_parsers(parser.add_subparsers(dest="command"))
+    parser = focal_cli.build_parser()
     for argv in (["fuse", "--help"], ["fuse", "train", "--help"], ["topla", "--help"]):
         with pytest.raises(SystemExit) as info:
             parser.parse_args(argv)

@@ -8,7 +8,6 @@ for reproducibility. One pool is made of real scikit-learn classifiers trained o
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -25,9 +24,8 @@ pytest.importorskip("matplotlib")
 
 import ensembles  # noqa: E402
 import focal  # noqa: E402
-from focal import _cli  # noqa: E402
-from focal._graph import (  # noqa: E402
-    add_graph_parser,
+import focal_cli  # noqa: E402
+from focal.graph import (  # noqa: E402
     draw_graph,
     graph_layout,
     partners,
@@ -342,35 +340,17 @@ def test_module_import_is_light() -> None:
 # ------------------------------------------------------------------------------ command line
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _cli._Parser(prog="focal")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_cli._Parser)
-    add_graph_parser(sub)
-    return parser
-
-
 def _run(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``focal graph`` through ``focal._cli.main`` if it is wired in, else a local parser
-    with the same error handling (one line on stderr, exit 2)."""
+    """Run ``focal graph`` through ``focal_cli.main``."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        if "graph" in getattr(_cli, "_COMMANDS", {}):
-            status = _cli.main(argv)
-        else:
-            try:
-                args = _parser().parse_args(argv)
-                status = args.func(args)
-            except _cli.CliError as exc:
-                sys.stderr.write(f"focal: error: {exc}\n")
-                status = 2
-            except (ValueError, OSError) as exc:
-                sys.stderr.write(f"focal: error: {' '.join(str(exc).split())}\n")
-                status = 2
+        status = focal_cli.main(argv)
     return status, out.getvalue(), err.getvalue()
 
 
 def test_cli_help_has_example() -> None:
-    text = _parser()._subparsers._group_actions[0].choices["graph"].format_help()  # type: ignore[union-attr]
+    parser = focal_cli.build_parser()
+    text = parser._subparsers._group_actions[0].choices["graph"].format_help()  # type: ignore[union-attr]
     assert "focal graph outputs.npz --png pool.png --out pool.graphml" in text
     for flag in ("--task", "--split", "--metric", "--png", "--out", "--format", "--layout"):
         assert flag in text

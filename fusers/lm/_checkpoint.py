@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ensembles.util import InputError
+
 from ._config import DecoderConfig
 from ._model import CausalLM
 
@@ -47,13 +49,13 @@ def _hf_name(path: tuple[Any, ...]) -> tuple[str, bool]:
         return prefix + ".weight", False
     if leaf == "bias":
         return prefix + ".bias", False
-    raise ValueError(f"parameter {'.'.join(parts)}: no checkpoint name for it")
+    raise InputError(f"parameter {'.'.join(parts)}: no checkpoint name for it")
 
 
 def _params(model: CausalLM) -> Iterator[tuple[tuple[Any, ...], nnx.Variable]]:
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         if isinstance(var, nnx.LoRAParam) or any(str(p) == "base" for p in path):
-            raise ValueError(
+            raise InputError(
                 "model holds LoRA adapters: merge them first (fusers.lm.merge_lora) or save them "
                 "alone (fusers.lm.save_adapters)"
             )
@@ -119,11 +121,11 @@ def load_config(path: str | os.PathLike) -> DecoderConfig:
     try:
         raw = json.loads((root / "config.json").read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{root / 'config.json'}: not valid JSON ({err})") from None
+        raise InputError(f"{root / 'config.json'}: not valid JSON ({err})") from None
     try:
         return DecoderConfig.from_dict(raw)
     except ValueError as err:
-        raise ValueError(f"{root / 'config.json'}: {err}") from None
+        raise InputError(f"{root / 'config.json'}: {err}") from None
 
 
 def _weight_files(root: Path) -> dict[str, Path]:
@@ -134,7 +136,7 @@ def _weight_files(root: Path) -> dict[str, Path]:
     if index.is_file():
         weight_map = json.loads(index.read_text()).get("weight_map")
         if not isinstance(weight_map, dict):
-            raise ValueError(f"{index}: no weight_map")
+            raise InputError(f"{index}: no weight_map")
         files = {name: root / shard for name, shard in weight_map.items()}
         for shard in sorted(set(files.values())):
             if not shard.is_file():
@@ -175,7 +177,7 @@ def load_weights(model: CausalLM, path: str | os.PathLike, *, strict: bool = Tru
         wanted[name] = (p, var, transpose)
     missing = sorted(set(wanted) - set(files))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{root}: checkpoint lacks tensors {', '.join(missing[:5])}"
             + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         )
@@ -185,7 +187,7 @@ def load_weights(model: CausalLM, path: str | os.PathLike, *, strict: bool = Tru
         if not _IGNORED.search(n) and not (tied and n == "lm_head.weight")
     )
     if extra and strict:
-        raise ValueError(
+        raise InputError(
             f"{root}: unexpected tensors {', '.join(extra[:5])}"
             + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             + " (is config.json the right one for these weights?)"
@@ -203,7 +205,7 @@ def load_weights(model: CausalLM, path: str | os.PathLike, *, strict: bool = Tru
                     expected = expected[::-1]
                 shape = tuple(f.get_slice(name).get_shape())
                 if shape != expected:
-                    raise ValueError(
+                    raise InputError(
                         f"{file.name}: tensor {name} has shape {shape} but the config implies "
                         f"{expected}"
                     )
@@ -293,7 +295,7 @@ def _parse_size(size: int | str) -> int:
         return size
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", size, re.IGNORECASE)
     if not m:
-        raise ValueError(f"max_shard_size: cannot read {size!r} (e.g. '5GB', '200MB', 10_000)")
+        raise InputError(f"max_shard_size: cannot read {size!r} (e.g. '5GB', '200MB', 10_000)")
     unit = (m.group(2) or "B").upper()
     mult = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
     return int(float(m.group(1)) * mult[unit])

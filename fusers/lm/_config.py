@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ensembles.util import InputError
+
 __all__ = ["SUPPORTED_MODEL_TYPES", "DecoderConfig"]
 
 #: ``model_type`` values of ``config.json`` that :class:`DecoderConfig` reads and writes.
@@ -127,40 +129,40 @@ class DecoderConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field when the configuration cannot be built."""
         if self.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"model_type: unsupported architecture {self.model_type!r}; supported are "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+                raise InputError(f"{name}: must be positive, got {getattr(self, name)}")
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
+            raise InputError(
                 f"num_key_value_heads: {self.num_key_value_heads} does not divide "
                 f"num_attention_heads {self.num_attention_heads}"
             )
         if self.head_dim % 2:
-            raise ValueError(
+            raise InputError(
                 f"head_dim: rotary embeddings need an even head_dim, got {self.head_dim}"
             )
         if len(self.sliding_windows) != self.num_hidden_layers:
-            raise ValueError(
+            raise InputError(
                 f"sliding_windows: {len(self.sliding_windows)} entries for "
                 f"{self.num_hidden_layers} layers"
             )
         if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(
+            raise InputError(
                 f"hidden_act: unsupported activation {self.hidden_act!r}; supported are "
                 f"{', '.join(_ACTIVATIONS)}"
             )
         if self.rope_type not in _ROPE_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"rope_parameters: unsupported rope_type {self.rope_type!r}; supported are "
                 f"{', '.join(_ROPE_TYPES)}"
             )
         prf = self.rope_dict.get("partial_rotary_factor", 1.0)
         if prf not in (None, 1, 1.0):
-            raise ValueError(f"rope_parameters: partial_rotary_factor {prf} is not supported")
+            raise InputError(f"rope_parameters: partial_rotary_factor {prf} is not supported")
 
     @property
     def rope_dict(self) -> dict[str, Any]:
@@ -242,14 +244,14 @@ class DecoderConfig:
         raw = dict(raw)
         model_type = raw.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"model_type: unsupported architecture {model_type!r}; supported are "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers")
         missing = [k for k in required + ("num_attention_heads",) if raw.get(k) is None]
         if missing:
-            raise ValueError(f"config: missing keys {', '.join(missing)}")
+            raise InputError(f"config: missing keys {', '.join(missing)}")
         rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
         if "type" in rope and "rope_type" not in rope:
             rope["rope_type"] = rope.pop("type")
@@ -368,9 +370,9 @@ class DecoderConfig:
         windows = set(self.sliding_windows)
         if self.model_type == "llama":
             if self.attention_bias != self.attention_out_bias:
-                raise ValueError("attention_bias: Llama has one flag for q/k/v and o biases")
+                raise InputError("attention_bias: Llama has one flag for q/k/v and o biases")
             if windows != {None}:
-                raise ValueError("sliding_windows: Llama has no sliding-window attention")
+                raise InputError("sliding_windows: Llama has no sliding-window attention")
             out.update(attention_bias=self.attention_bias, mlp_bias=self.mlp_bias)
         else:
             want = self.model_type == "qwen2"
@@ -379,15 +381,15 @@ class DecoderConfig:
                 False,
                 False,
             ):
-                raise ValueError(f"attention_bias: fixed by the {self.model_type} architecture")
+                raise InputError(f"attention_bias: fixed by the {self.model_type} architecture")
             if self.model_type == "mistral":
                 if len(windows) != 1:
-                    raise ValueError("sliding_windows: Mistral uses one window for every layer")
+                    raise InputError("sliding_windows: Mistral uses one window for every layer")
                 out["sliding_window"] = next(iter(windows))
             else:
                 real = sorted(w for w in windows if w is not None)
                 if len(real) > 1:
-                    raise ValueError("sliding_windows: Qwen2 uses one window size")
+                    raise InputError("sliding_windows: Qwen2 uses one window size")
                 out["use_sliding_window"] = bool(real)
                 if real:
                     out["sliding_window"] = real[0]

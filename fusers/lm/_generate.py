@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ensembles.util import InputError
+
 from ._model import CausalLM
 
 __all__ = ["GenerationResult", "generate", "pad_batch"]
@@ -68,11 +70,11 @@ def pad_batch(
         ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
     """
     if side not in ("left", "right"):
-        raise ValueError(f"side: must be 'left' or 'right', got {side!r}")
+        raise InputError(f"side: must be 'left' or 'right', got {side!r}")
     longest = max((len(s) for s in sequences), default=0)
     length = longest if length is None else length
     if longest > length:
-        raise ValueError(f"length: a sequence has {longest} tokens, more than {length}")
+        raise InputError(f"length: a sequence has {longest} tokens, more than {length}")
     ids = np.full((len(sequences), length), pad_token_id, np.int32)
     mask = np.zeros((len(sequences), length), np.int32)
     for i, seq in enumerate(sequences):
@@ -226,15 +228,15 @@ def generate(
         ((1, 4), [4])
     """
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: must be at least 1, got {max_new_tokens}")
+        raise InputError(f"max_new_tokens: must be at least 1, got {max_new_tokens}")
     input_ids = jnp.asarray(input_ids, jnp.int32)
     if input_ids.ndim != 2:
-        raise ValueError(f"input_ids: expected (batch, length), got shape {input_ids.shape}")
+        raise InputError(f"input_ids: expected (batch, length), got shape {input_ids.shape}")
     if attention_mask is None:
         attention_mask = jnp.ones(input_ids.shape, bool)
     attention_mask = jnp.asarray(attention_mask) > 0
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(
+        raise InputError(
             f"attention_mask: shape {attention_mask.shape} differs from input_ids {input_ids.shape}"
         )
     if stop_tokens is None:

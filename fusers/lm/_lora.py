@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ensembles.util import InputError
+
 __all__ = [
     "LoRALinear",
     "LoRAParam",
@@ -78,7 +80,7 @@ class LoRALinear(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         if rank < 1:
-            raise ValueError(f"rank: must be at least 1, got {rank}")
+            raise InputError(f"rank: must be at least 1, got {rank}")
         n_in, n_out = base.in_features, base.out_features
         pdtype = base.kernel[...].dtype
         bound = 1.0 / math.sqrt(n_in)
@@ -162,7 +164,7 @@ def apply_lora(
     """
     found = _targets(model, targets, nnx.Linear)
     if not found:
-        raise ValueError(f"targets: no nnx.Linear named {', '.join(targets)} in the model")
+        raise InputError(f"targets: no nnx.Linear named {', '.join(targets)} in the model")
     for _, parent, name, child in found:
         setattr(parent, name, LoRALinear(child, rank=rank, alpha=alpha, dropout=dropout, rngs=rngs))
     return model
@@ -260,10 +262,10 @@ def save_adapters(
 
     mods = lora_modules(model)
     if not mods:
-        raise ValueError("model has no LoRA adapters (apply_lora first)")
+        raise InputError("model has no LoRA adapters (apply_lora first)")
     settings = {(m.rank, m.alpha, m.dropout_rate) for m in mods.values()}
     if len(settings) > 1:
-        raise ValueError(f"adapters with different (rank, alpha, dropout): {sorted(settings)}")
+        raise InputError(f"adapters with different (rank, alpha, dropout): {sorted(settings)}")
     rank, alpha, dropout = settings.pop()
     tensors: dict[str, np.ndarray] = {}
     for name, m in mods.items():
@@ -321,9 +323,9 @@ def load_adapters(model: nnx.Module, path: str | os.PathLike, *, rngs: nnx.Rngs)
             raise FileNotFoundError(f"{root}: {name} is missing")
     config = json.loads((root / ADAPTER_CONFIG).read_text())
     if config.get("peft_type", "LORA") != "LORA":
-        raise ValueError(f"{root / ADAPTER_CONFIG}: peft_type {config.get('peft_type')!r} != LORA")
+        raise InputError(f"{root / ADAPTER_CONFIG}: peft_type {config.get('peft_type')!r} != LORA")
     if config.get("bias", "none") != "none" or config.get("use_rslora"):
-        raise ValueError(f"{root / ADAPTER_CONFIG}: only bias='none' without rsLoRA is supported")
+        raise InputError(f"{root / ADAPTER_CONFIG}: only bias='none' without rsLoRA is supported")
     targets = config["target_modules"]
     if isinstance(targets, str):
         targets = [targets]
@@ -343,15 +345,15 @@ def load_adapters(model: nnx.Module, path: str | os.PathLike, *, rngs: nnx.Rngs)
             key = f"{_PREFIX}{name}.{part}.weight"
             expected.add(key)
             if key not in tensors:
-                raise ValueError(f"{root / ADAPTER_WEIGHTS}: tensor {key} is missing")
+                raise InputError(f"{root / ADAPTER_WEIGHTS}: tensor {key} is missing")
             value = tensors[key].T
             if value.shape != var[...].shape:
-                raise ValueError(
+                raise InputError(
                     f"{root / ADAPTER_WEIGHTS}: tensor {key} has shape {tensors[key].shape}, "
                     f"expected {var[...].shape[::-1]}"
                 )
             var[...] = jnp.asarray(value, var[...].dtype)
     extra = sorted(set(tensors) - expected)
     if extra:
-        raise ValueError(f"{root / ADAPTER_WEIGHTS}: unexpected tensors {', '.join(extra[:5])}")
+        raise InputError(f"{root / ADAPTER_WEIGHTS}: unexpected tensors {', '.join(extra[:5])}")
     return model

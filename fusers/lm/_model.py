@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from ensembles.util import InputError
+
 from ._config import DecoderConfig
 
 __all__ = ["CausalLM", "KVCache", "init_cache", "resize_token_embeddings"]
@@ -471,7 +473,7 @@ def resize_token_embeddings(model: CausalLM, vocab_size: int) -> CausalLM:
     """
     old = model.config.vocab_size
     if vocab_size < 1:
-        raise ValueError(f"vocab_size: must be positive, got {vocab_size}")
+        raise InputError(f"vocab_size: must be positive, got {vocab_size}")
 
     def grow(table: jax.Array) -> jax.Array:  # rows are tokens
         if vocab_size <= old:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ensembles.util import InputError
+
 __all__ = ["load_tokenizer", "train_tokenizer"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -75,9 +77,9 @@ def train_tokenizer(
     special = list(special_tokens)
     for tok in (bos_token, eos_token, pad_token):
         if tok is not None and tok not in special:
-            raise ValueError(f"special token {tok!r} is not in special_tokens {special}")
+            raise InputError(f"special token {tok!r} is not in special_tokens {special}")
     if vocab_size < 256 + len(special):
-        raise ValueError(f"vocab_size: needs at least {256 + len(special)}, got {vocab_size}")
+        raise InputError(f"vocab_size: needs at least {256 + len(special)}, got {vocab_size}")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

@@ -15,6 +15,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ensembles.util import InputError
+
 __all__ = [
     "LMBatch",
     "causal_lm_loss",
@@ -104,7 +106,7 @@ def pack_batches(
     """
     tokens = np.asarray(tokens, np.int32)
     if tokens.ndim != 1 or tokens.size <= seq_len:
-        raise ValueError(f"tokens: need a 1-D stream longer than seq_len={seq_len}")
+        raise InputError(f"tokens: need a 1-D stream longer than seq_len={seq_len}")
     rng = np.random.default_rng(seed)
     ones = jnp.ones((batch_size, seq_len), jnp.int32)
     while True:
@@ -143,7 +145,7 @@ def causal_lm_loss(
     if reduction == "sum":
         return total
     if reduction != "mean":
-        raise ValueError(f"reduction: 'mean' or 'sum', got {reduction!r}")
+        raise InputError(f"reduction: 'mean' or 'sum', got {reduction!r}")
     return total / jnp.maximum(jnp.sum(weights), 1.0)
 
 
@@ -188,7 +190,7 @@ def make_optimizer(
         The optimizer (``optimizer.update(model, grads)`` after :func:`train_step`).
     """
     if schedule not in ("linear", "cosine", "constant"):
-        raise ValueError(f"schedule: 'linear', 'cosine' or 'constant', got {schedule!r}")
+        raise InputError(f"schedule: 'linear', 'cosine' or 'constant', got {schedule!r}")
     tx = _adamw(
         float(learning_rate), total_steps, int(warmup_steps), schedule, float(weight_decay),
         float(b1), float(b2), None if grad_clip is None else float(grad_clip),
@@ -219,7 +221,7 @@ def _adamw(lr, total_steps, warmup_steps, schedule, weight_decay, b1, b2, grad_c
 def _split_micro(batch: LMBatch, accum_steps: int) -> LMBatch:
     b = batch.input_ids.shape[0]
     if b % accum_steps:
-        raise ValueError(f"accum_steps: {accum_steps} does not divide the batch size {b}")
+        raise InputError(f"accum_steps: {accum_steps} does not divide the batch size {b}")
     return jax.tree.map(lambda x: x.reshape(accum_steps, b // accum_steps, *x.shape[1:]), batch)
 
 

@@ -9,25 +9,20 @@ the handlers so that ``focal --help`` stays fast. Bad input raises ``ValueError`
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import shutil
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EVALUATE_BASELINES", "add_parsers", "cmd_fuse", "cmd_topla"]
+from ._common import UsageError, emit_json, fmt, formatter, log, table
+
+__all__ = ["EVALUATE_BASELINES", "register"]
 
 #: Keys of ``baselines`` in ``focal fuse evaluate --format json`` (issue P3, item 5).
 EVALUATE_BASELINES = ("best_single", "plurality", "soft", "stacking", "pool_plurality")
 
 _METHODS = ("topla", "fusionshot", "stacking")
 _SPLITS = ("train", "val", "test")
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def _add_bundle(p: argparse.ArgumentParser) -> None:
@@ -91,7 +86,7 @@ def _add_selection(p: argparse.ArgumentParser, *, sizes: str) -> None:
     )  # fmt: skip
 
 
-def add_parsers(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Add ``fuse`` (with ``train``, ``predict``, ``evaluate``) and ``topla`` to ``focal``.
 
     Args:
@@ -109,7 +104,7 @@ def add_parsers(subparsers: Any) -> None:
     fuse = subparsers.add_parser(
         "fuse",
         help="train, apply and evaluate a learned fuser (LLM-TOPLA, FusionShot, stacking)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Learn to combine a team's cached outputs, save the fuser, predict with it, and
@@ -123,12 +118,13 @@ def add_parsers(subparsers: Any) -> None:
             """
         ),
     )
+    fuse.set_defaults(run=cmd_fuse)
     actions = fuse.add_subparsers(dest="fuse_command", metavar="ACTION", parser_class=type(fuse))
 
     p = actions.add_parser(
         "train",
         help="train a fuser and save it to a folder (resumable)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Train a fuser on the bundle's train rows, choosing the epoch on its val rows
@@ -157,7 +153,7 @@ def add_parsers(subparsers: Any) -> None:
     p = actions.add_parser(
         "predict",
         help="write a saved fuser's predictions on a bundle",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Apply a saved fuser to a bundle holding its team's models and write the fused
@@ -178,7 +174,7 @@ def add_parsers(subparsers: Any) -> None:
     p = actions.add_parser(
         "evaluate",
         help="accuracy of a saved fuser beside the baselines",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Accuracy of a saved fuser on the bundle's test rows (the split is made as in
@@ -202,7 +198,7 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "topla",
         help="LLM-TOPLA: focal-diversity pruning, then learn-to-ensemble, with baselines",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             The whole LLM-TOPLA method in one command: choose the team on --select-on by a
@@ -226,37 +222,10 @@ def add_parsers(subparsers: Any) -> None:
     _add_selection(p, sizes="2-5")
     _add_training(p)
     _add_format(p)
+    p.set_defaults(run=cmd_topla)
 
 
 # ---------------------------------------------------------------------------- helpers
-def _log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-
-
-def _emit_json(doc: dict[str, Any]) -> None:
-    from ._util import json_ready
-
-    sys.stdout.write(json.dumps(json_ready(doc), allow_nan=False, indent=2) + "\n")
-
-
-def _fmt(x: Any) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.4f}"
-    return str(x)
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[_fmt(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(items: list[str]) -> str:
-        return "  ".join(s.ljust(w) for s, w in zip(items, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
 def _load(args: argparse.Namespace):
     import ensembles
 
@@ -287,7 +256,7 @@ def _positive(name: str, value: int | None, *, allow_none: bool = False) -> None
     if value is None and allow_none:
         return
     if value is None or value < 1:
-        raise ValueError(f"--{name}: must be a positive integer, got {value}")
+        raise UsageError(f"--{name}: must be a positive integer, got {value}")
 
 
 def _fuser_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -329,7 +298,7 @@ def _team_arg(bundle, text: str | None) -> list[str] | None:
         return list(bundle.models)
     team = [t.strip() for t in text.split(",") if t.strip()]
     if len(team) < 2:
-        raise ValueError("--team: give at least 2 comma-separated model names, or 'all'")
+        raise UsageError("--team: give at least 2 comma-separated model names, or 'all'")
     bundle.model_indices(team)
     return team
 
@@ -341,7 +310,7 @@ def _progress(args: argparse.Namespace):
     def report(info: dict[str, Any]) -> None:
         e = info["epoch"]
         if e == 1 or e % 10 == 0 or e == info["epochs"]:
-            _log(
+            log(
                 f"epoch {e}/{info['epochs']}: loss {info['loss']:.4f}, val acc "
                 f"{info['val_accuracy']:.4f} (best {info['best_val_accuracy']:.4f} at "
                 f"epoch {info['best_epoch']})"
@@ -352,9 +321,9 @@ def _progress(args: argparse.Namespace):
 
 def _check_seed(args: argparse.Namespace) -> None:
     if args.seed < 0:
-        raise ValueError(f"--seed: must be non-negative, got {args.seed}")
+        raise UsageError(f"--seed: must be non-negative, got {args.seed}")
     if not 0.0 < args.val_fraction < 1.0:
-        raise ValueError(f"--val-fraction: must lie in (0, 1), got {args.val_fraction}")
+        raise UsageError(f"--val-fraction: must lie in (0, 1), got {args.val_fraction}")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -374,21 +343,20 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         return _fuse_predict(args)
     if action == "evaluate":
         return _fuse_evaluate(args)
-    raise ValueError("fuse: missing action (train, predict or evaluate); try 'focal fuse --help'")
+    raise UsageError("fuse: missing action (train, predict or evaluate); try 'focal fuse --help'")
 
 
 def _fuse_train(args: argparse.Namespace) -> int:
-    from ._estimators import CONFIG_FILE, FUSERS
-    from ._splits import ensure_splits
-    from ._topla import choose_team
+    from fusers import FUSERS, choose_team, ensure_splits
+    from fusers._estimators import CONFIG_FILE
 
     _check_seed(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {out} exists and is not a folder")
+        raise UsageError(f"--out: {out} exists and is not a folder")
     if (out / CONFIG_FILE).exists():
         if not args.overwrite:
-            raise ValueError(f"--out: {out} already holds a trained fuser; use --overwrite")
+            raise UsageError(f"--out: {out} already holds a trained fuser; use --overwrite")
         shutil.rmtree(out / "train", ignore_errors=True)
     bundle = _load(args)
     params = _fuser_params(args, args.method)
@@ -437,10 +405,10 @@ def _fuse_train(args: argparse.Namespace) -> int:
         doc["training"] = {k: h[k] for k in ("epochs_run", "best_epoch", "best_val_accuracy",
                                              "stopped_early", "resumed_from")}  # fmt: skip
     if args.format == "json":
-        _emit_json(doc)
+        emit_json(doc)
         return 0
     print(f"{args.method} fuser of {', '.join(fuser.team_)} saved to {out}")
-    print(f"val accuracy {_fmt(doc['val_accuracy'])}; splits {fuser.splits_['sizes']} "
+    print(f"val accuracy {fmt(doc['val_accuracy'])}; splits {fuser.splits_['sizes']} "
           f"({fuser.splits_['source']}); trained in {fuser.fit_seconds_:.1f} s")  # fmt: skip
     if "training" in doc:
         t = doc["training"]
@@ -452,7 +420,7 @@ def _fuse_train(args: argparse.Namespace) -> int:
 def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any]) -> None:
     import numpy as np
 
-    from ._util import atomic_write_json, atomic_write_text
+    from fusers._util import atomic_write_json, atomic_write_text
 
     suffix = path.suffix.lower()
     ids = None if bundle.sample_ids is None else bundle.sample_ids.tolist()
@@ -471,19 +439,19 @@ def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any]) -
         np.save(buf, preds.astype(np.int64))
         _atomic_write_bytes(path, buf.getvalue())
     else:
-        raise ValueError(
+        raise UsageError(
             f"--out: unsupported file type {suffix or '(none)'!r}; use .json, .csv or .npy"
         )
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from ensembles._atomic import write_atomic
+    from ensembles.util import write_atomic
 
     write_atomic(path, lambda fh: fh.write(data))
 
 
 def _fuse_predict(args: argparse.Namespace) -> int:
-    from ._estimators import load_fuser
+    from fusers import load_fuser
 
     fuser = load_fuser(args.dir)
     bundle = _load_for(fuser, args)
@@ -495,7 +463,7 @@ def _fuse_predict(args: argparse.Namespace) -> int:
             "n_samples": int(rows.n_samples), "accuracy": accuracy}  # fmt: skip
     _write_predictions(Path(args.out), preds, proba, rows, meta)
     if args.format == "json":
-        _emit_json({**meta, "out": str(args.out)})
+        emit_json({**meta, "out": str(args.out)})
     else:
         where = f" ({args.split})" if args.split else ""
         print(f"wrote {rows.n_samples:,} predictions{where} to {args.out}; "
@@ -504,13 +472,12 @@ def _fuse_predict(args: argparse.Namespace) -> int:
 
 
 def _fuse_evaluate(args: argparse.Namespace) -> int:
-    from ._baselines import baselines
-    from ._estimators import load_fuser
+    from fusers import baselines, load_fuser
 
     fuser = load_fuser(args.dir)
     bundle = _load_for(fuser, args)
     if args.split == "val":
-        raise ValueError("--split: val chooses the baselines; report on train or test")
+        raise UsageError("--split: val chooses the baselines; report on train or test")
     accuracy = fuser.score(bundle, split=args.split)
     base = baselines(
         bundle, fuser.team_, select_on="val", report_on=args.split, train_on="train",
@@ -525,7 +492,7 @@ def _fuse_evaluate(args: argparse.Namespace) -> int:
         "pool_plurality": base["pool_plurality"],
     }
     if args.format == "json":
-        _emit_json({"accuracy": accuracy, "baselines": flat})
+        emit_json({"accuracy": accuracy, "baselines": flat})
         return 0
     print(f"fuser {args.dir} ({', '.join(fuser.team_)}): accuracy {accuracy:.4f} on {args.split}")
     rows = [
@@ -535,13 +502,13 @@ def _fuse_evaluate(args: argparse.Namespace) -> int:
         ["stacking (logistic regression)", flat["stacking"]],
         ["whole pool, plurality", flat["pool_plurality"]],
     ]
-    print(_table(["baseline", f"acc {args.split}"], rows))
+    print(table(["baseline", f"acc {args.split}"], rows))
     return 0
 
 
 def cmd_topla(args: argparse.Namespace) -> int:
     """Run ``focal topla``; returns the exit status."""
-    from ._topla import topla
+    from fusers import topla
 
     _check_seed(args)
     bundle = _load(args)
@@ -560,7 +527,7 @@ def cmd_topla(args: argparse.Namespace) -> int:
                                               "selection": doc["selection"]})  # fmt: skip
         doc["out"] = str(args.out)
     if args.format == "json":
-        _emit_json(doc)
+        emit_json(doc)
         return 0
     sel = doc["selection"]
     chosen = (
@@ -586,7 +553,7 @@ def cmd_topla(args: argparse.Namespace) -> int:
         ["whole pool, soft", b["pool_soft"]],
         ["oracle of the team (upper bound)", b["oracle_team"]],
     ]  # fmt: skip
-    print(_table(["method", f"acc {args.report_on}"], rows))
+    print(table(["method", f"acc {args.report_on}"], rows))
     if args.out:
         print(f"fuser saved to {args.out}")
     return 0

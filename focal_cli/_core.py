@@ -8,36 +8,22 @@ line on stderr.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import sys
 import textwrap
-import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
-from ._graph import add_graph_parser, cmd_graph
+from ._common import (
+    UsageError,
+    emit_json,
+    fmt,
+    formatter,
+    load_bundle_arg,
+    table,
+)
 
-__all__ = ["main"]
-
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """Bad input at the command-line boundary: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) so bad input gives one line on stderr."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"{self.prog}: {message}")
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+__all__ = ["pool_summary", "register"]
 
 
 def _add_objective(
@@ -85,40 +71,14 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True, split: bool = 
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``focal`` command."""
-    parser = _Parser(
-        prog="focal",
-        formatter_class=_formatter,
-        description=textwrap.dedent(
-            """\
-            Choose and fuse ensembles of models from their cached outputs.
-
-            examples:
-              focal demo                                   # built-in default, no files needed
-              focal info outputs.npz
-              focal prune outputs.npz --sizes 2-5 --top-k 10
-              focal score outputs.npz --team modelA,modelB,modelC --format json
-              focal recommend outputs.npz --select-on val --report-on test
-              focal graph outputs.npz --png pool.png --out pool.graphml
-            """
-        ),
-    )
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("focal-fusion")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        ver = "unknown"
-    parser.add_argument("--version", action="version", version=f"focal-fusion {ver}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    from ._metrics import METRICS
+def register(sub: Any) -> None:
+    """Add ``prune``, ``recommend``, ``score`` and ``info``."""
+    from focal import METRICS
 
     p = sub.add_parser(
         "prune",
         help="top-K sub-ensembles by a diversity metric (exhaustive, exact)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Score every team with a size in --sizes and print the top K, most diverse first,
@@ -144,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
+    p.set_defaults(run=_cmd_prune)
     _add_common(p)
     p.add_argument(
         "--metric",
@@ -186,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "recommend",
         help="recommend a team: choose on one split by the default objective, report on another",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Choose teams on the selection split by the default objective
@@ -204,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
+    p.set_defaults(run=_cmd_recommend)
     _add_common(p, split=False)
     p.add_argument("--sizes", default="2-5", help="team sizes (default 2-5)")
     p.add_argument("--top-k", type=int, default=5, help="teams to report (default 5)")
@@ -215,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "score",
         help="every diversity metric and the vote accuracies of one team",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Compute every metric of CONTRACT §3-4 and the plurality / majority / soft vote
@@ -226,13 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
+    p.set_defaults(run=_cmd_score)
     _add_common(p)
     p.add_argument("--team", required=True, help="comma-separated model names (at least 2)")
 
     p = sub.add_parser(
         "info",
         help="models, accuracies, oracle and pool accuracy, error correlations",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=textwrap.dedent(
             """\
             Summarise a bundle: each model's accuracy, the oracle accuracy (any model right),
@@ -245,105 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
+    p.set_defaults(run=_cmd_info)
     _add_common(p)
-
-    p = sub.add_parser(
-        "demo",
-        help="train 14 scikit-learn classifiers on digits and recommend teams (no files needed)",
-        formatter_class=_formatter,
-        description=textwrap.dedent(
-            """\
-            The built-in default job: train a pool of scikit-learn classifiers of different
-            families on the digits dataset shipped with scikit-learn (seeded split), cache
-            their outputs as a bundle in the user cache directory, recommend the top teams by
-            focal diversity on the validation split, and compare them on the test split with
-            the best single model and the whole pool. Writes a scatter plot of focal
-            diversity vs plurality accuracy for every team.
-
-            examples:
-              focal demo
-              focal demo --seed 1 --plot teams.png --format json
-            """
-        ),
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split (default 0)")
-    p.add_argument("--top-k", type=int, default=5, help="number of teams to recommend")
-    p.add_argument("--sizes", default="3-6", help="team sizes to consider (default 3-6)")
-    p.add_argument("--plot", metavar="PNG", help="scatter plot path (default: in the cache dir)")
-    p.add_argument("--no-plot", action="store_true", help="do not write the scatter plot")
-    p.add_argument("--refresh", action="store_true", help="retrain even if a cached pool exists")
-    p.add_argument(
-        "--format", choices=("table", "json"), default="table", help="table (default) or json"
-    )
-    add_graph_parser(sub)
-    from fusers._cli import add_parsers as add_fuser_parsers
-
-    add_fuser_parsers(sub)
-    return parser
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _clean(x: Any) -> Any:
-    """Make a value strict-JSON ready: NaN/inf -> None, NumPy scalars -> Python."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _emit_json(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(_clean(doc), allow_nan=False, indent=2) + "\n")
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(items: Sequence[str]) -> str:
-        return "  ".join(
-            s.ljust(w) if i == len(items) - 1 or not _numeric(s) else s.rjust(w)
-            for i, (s, w) in enumerate(zip(items, widths, strict=True))
-        ).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
-
-
-def _numeric(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _load(args: argparse.Namespace):
-    import ensembles
-
-    bundle = ensembles.load_bundle(args.bundle, task=args.task)
-    if getattr(args, "split", None):
-        bundle = bundle.select_split(args.split)
-    return bundle
-
-
-def _log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -363,15 +232,15 @@ def _objective_of(args: argparse.Namespace):
 def _cmd_prune(args: argparse.Namespace) -> int:
     import focal
 
-    from ._progress import ProgressBar
+    from ._common import progress_bar
 
-    bundle = _load(args)
+    bundle = load_bundle_arg(args)
     select, report, source = bundle, None, "bundle"
     if (args.select_on is None) != (args.report_on is None):
-        raise CliError("--select-on and --report-on go together")
+        raise UsageError("--select-on and --report-on go together")
     if args.select_on is not None:
         if args.split:
-            raise CliError("--split cannot be combined with --select-on/--report-on")
+            raise UsageError("--split cannot be combined with --select-on/--report-on")
         select, report, source = focal.protocol_splits(
             bundle, select_on=args.select_on, report_on=args.report_on, seed=args.seed
         )
@@ -379,10 +248,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     kwargs = {} if args.max_teams is None else {"max_teams": args.max_teams}
     objective = None if args.objective == "metric" else _objective_of(args)
     if args.search != "exhaustive" and args.objective == "pareto":
-        raise CliError("--objective pareto needs --search exhaustive")
+        raise UsageError("--objective pareto needs --search exhaustive")
     if args.checkpoint and (args.search != "exhaustive" or args.objective != "metric"):
-        raise CliError("--checkpoint applies to exhaustive scans ranked by the metric")
-    bar = ProgressBar("scoring teams")
+        raise UsageError("--checkpoint applies to exhaustive scans ranked by the metric")
+    bar = progress_bar("scoring teams")
     fitness = None
     extra: dict[str, Any] = {}
     try:
@@ -396,7 +265,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 select, metric=args.metric, sizes=sizes, top_k=args.top_k, progress=bar, **kwargs
             )
         else:
-            from ._search import search
+            from focal._search import search
 
             options: dict[str, Any] = {"objective": objective or _objective_of(args)}
             if args.search == "ga":
@@ -443,7 +312,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             split_source=source,
         ).to_dict()  # fmt: skip
     if args.format == "json":
-        _emit_json(doc)
+        emit_json(doc)
         return 0
     where = f" ({bundle.task})" if bundle.task else ""
     on = f", chosen on {args.select_on}" if report is not None else ""
@@ -468,7 +337,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         if report is not None:
             row.append(doc["report"]["teams"][i]["report_accuracy"])
         rows.append([*row, t.size, ", ".join(t.members)])
-    print(_table(headers, rows))
+    print(table(headers, rows))
     if report is not None:
         _print_baselines(doc["report"])
     return 0
@@ -481,7 +350,7 @@ def _print_baselines(rep: dict[str, Any]) -> None:
         f"{rep['select_on']}, {rep['n_select']:,} samples; split from {rep['split_source']}):"
     )
     print(
-        _table(
+        table(
             ("baseline", f"acc on {rep['select_on']}", f"acc on {rep['report_on']}"),
             [
                 (f"best single model: {single['name']}", single["accuracy"],
@@ -499,18 +368,18 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     bundle = ensembles.load_bundle(args.bundle, task=args.task)
     objective = focal.Objective(w_div=args.w_div, w_acc=args.w_acc, size_penalty=args.size_penalty)
     if args.objective != "fitness":
-        raise CliError("recommend ranks by --objective fitness; use focal prune for others")
+        raise UsageError("recommend ranks by --objective fitness; use focal prune for others")
     rep = focal.recommend(
         bundle, select_on=args.select_on, report_on=args.report_on, objective=objective,
         sizes=args.sizes, top_k=args.top_k, alpha=args.alpha, seed=args.seed,
     ).to_dict()  # fmt: skip
     if args.format == "json":
-        _emit_json(rep)
+        emit_json(rep)
         return 0
     rec = rep["recommendation"]
     print(
         f"recommendation ({rec['kind'].replace('_', ' ')}): {', '.join(rec['members'])} — "
-        f"accuracy {_fmt(rec['report_accuracy'])} on {rep['report_on']}"
+        f"accuracy {fmt(rec['report_accuracy'])} on {rep['report_on']}"
     )
     print(f"  {rec['reason']} (one-sided McNemar p = {rec['p_value']:.3g}, alpha {rec['alpha']})")
     print(f"\nteams ranked by {rep['ranking']} on {rep['select_on']}:")
@@ -520,7 +389,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         for i, t in enumerate(rep["teams"])
     ]  # fmt: skip
     print(
-        _table(
+        table(
             ("rank", "fitness", "focal", f"acc {rep['select_on']}", f"acc {rep['report_on']}",
              "size", "members"),
             rows,
@@ -538,22 +407,21 @@ def _sizes_text(sizes: Sequence[int]) -> str:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     import focal
+    from focal import metric_spec
 
-    from ._metrics import metric_spec
-
-    bundle = _load(args)
+    bundle = load_bundle_arg(args)
     team = [t.strip() for t in args.team.split(",") if t.strip()]
     if len(team) < 2:
-        raise CliError("--team: give at least 2 comma-separated model names")
+        raise UsageError("--team: give at least 2 comma-separated model names")
     doc = focal.score_team(bundle, team)
     if args.format == "json":
-        _emit_json(doc)
+        emit_json(doc)
         return 0
     print(f"team: {', '.join(doc['members'])} ({bundle.n_samples:,} samples)")
     rows = [(name, v, metric_spec(name).direction) for name, v in doc["metrics"].items()]
-    print(_table(("metric", "value", "more diverse"), rows))
+    print(table(("metric", "value", "more diverse"), rows))
     print()
-    print(_table(("combiner", "accuracy"), list(doc["accuracy"].items())))
+    print(table(("combiner", "accuracy"), list(doc["accuracy"].items())))
     return 0
 
 
@@ -616,15 +484,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 }
             )
         if args.format == "json":
-            _emit_json({"tasks": rows})
+            emit_json({"tasks": rows})
         else:
             print(f"{len(rows)} tasks; use --task T for one task's details")
-            print(_table(list(rows[0]), [list(r.values()) for r in rows]))
+            print(table(list(rows[0]), [list(r.values()) for r in rows]))
         return 0
-    bundle = _load(args)
+    bundle = load_bundle_arg(args)
     doc = pool_summary(bundle)
     if args.format == "json":
-        _emit_json(doc)
+        emit_json(doc)
         return 0
     where = f"task {bundle.task}: " if bundle.task else ""
     print(
@@ -632,95 +500,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"{doc['n_classes']} classes" + (f", splits {doc['splits']}" if doc["splits"] else "")
     )
     rows = [(m["name"], m["accuracy"], m["abstain_rate"]) for m in doc["models"]]
-    print(_table(("model", "accuracy", "abstain"), rows))
+    print(table(("model", "accuracy", "abstain"), rows))
     pool = doc["pool_accuracy"]
     print(
-        f"\noracle accuracy {_fmt(doc['oracle_accuracy'])}  |  pool plurality "
-        f"{_fmt(pool['plurality'])}  |  pool soft {_fmt(pool['soft'])}"
+        f"\noracle accuracy {fmt(doc['oracle_accuracy'])}  |  pool plurality "
+        f"{fmt(pool['plurality'])}  |  pool soft {fmt(pool['soft'])}"
     )
     print("\npairwise correlation of errors (rho; lower = more diverse):")
     short = [f"m{i}" for i in range(bundle.n_models)]
     corr_rows = [
         [f"m{i}"] + [f"{v:+.2f}" for v in row] for i, row in enumerate(doc["error_correlation"])
     ]
-    print(_table(["", *short], corr_rows))
+    print(table(["", *short], corr_rows))
     print("  " + "  ".join(f"m{i} = {name}" for i, name in enumerate(bundle.models)))
     return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
-
-    doc = run_demo(
-        seed=args.seed,
-        top_k=args.top_k,
-        sizes=args.sizes,
-        plot=None if args.no_plot else (args.plot or "default"),
-        refresh=args.refresh,
-        log=_log,
-    )
-    if args.format == "json":
-        _emit_json(doc)
-    else:
-        from ._demo import format_demo
-
-        print(format_demo(doc))
-    return 0
-
-
-_COMMANDS = {
-    "prune": _cmd_prune,
-    "recommend": _cmd_recommend,
-    "score": _cmd_score,
-    "info": _cmd_info,
-    "demo": _cmd_demo,
-    "graph": cmd_graph,
-    "fuse": lambda args: _fusers_cli().cmd_fuse(args),
-    "topla": lambda args: _fusers_cli().cmd_topla(args),
-}
-
-
-def _fusers_cli():
-    from fusers import _cli
-
-    return _cli
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``focal`` command; returns the exit status.
-
-    Example:
-        >>> main(["--version"])  # doctest: +SKIP
-    """
-    parser = build_parser()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        status = _run(parser, argv)
-    if status == 0:  # on failure the one error line stands alone
-        for w in caught:
-            _log(f"focal: warning: {' '.join(str(w.message).split())}")
-    return status
-
-
-def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            raise CliError("missing command; try 'focal --help'")
-        if getattr(args, "max_teams", None) is not None and args.max_teams < 1:
-            raise CliError(f"--max-teams: must be at least 1, got {args.max_teams}")
-        return _COMMANDS[args.command](args)
-    except CliError as exc:
-        _log(f"focal: error: {exc}")
-        return EXIT_USAGE
-    except (ValueError, OSError, MemoryError) as exc:  # BundleError is a ValueError
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        _log(f"focal: error: {message}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _log("focal: interrupted")
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

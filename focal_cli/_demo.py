@@ -24,7 +24,9 @@ import numpy as np
 import ensembles
 from ensembles import Bundle, BundleError
 
-__all__ = ["cache_root", "digits_pool", "format_demo", "run_demo"]
+from ._common import UsageError, add_format, emit, log, subcommand, table
+
+__all__ = ["cache_root", "digits_pool", "format_demo", "register", "run_demo"]
 
 LogFn = Callable[[str], None]
 
@@ -66,7 +68,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed: expected a non-negative integer, got {seed!r}")
     return int(seed)
 
 
@@ -336,7 +338,7 @@ def run_demo(
     log = log or _quiet
     seed = _check_seed(seed)
     if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-        raise ValueError(f"top-k: must be a positive integer, got {top_k!r}")
+        raise UsageError(f"top-k: must be a positive integer, got {top_k!r}")
     plot_path = _plot_path(plot, seed, cache_dir, log)
 
     bundle, info = _digits_pool(seed, cache_dir, refresh, log)
@@ -408,7 +410,7 @@ def run_demo(
     }
 
     if plot_path is not None:
-        from ._plot import DiversityAccuracyDisplay
+        from focal.plot import DiversityAccuracyDisplay
 
         disp = DiversityAccuracyDisplay.from_scores(
             all_masks, all_focal, all_val, highlight=rec_rows, metric="focal", split="val"
@@ -421,7 +423,7 @@ def run_demo(
         disp.savefig(plot_path)
         log(f"focal demo: wrote {plot_path}")
 
-    from ._protocol import recommend
+    from focal import recommend
 
     rec_report = recommend(
         bundle, select_on="val", report_on="test", sizes=size_tuple, top_k=1
@@ -483,7 +485,7 @@ def _plot_path(
         if plot == "default":
             log("focal demo: matplotlib is not installed; skipping the plot")
             return None
-        raise ValueError(
+        raise UsageError(
             "plot: matplotlib is not installed; `pip install matplotlib` or use --no-plot"
         ) from None
     if plot == "default":
@@ -522,7 +524,6 @@ def format_demo(doc: dict[str, Any]) -> str:
         ...                cache_dir=tempfile.mkdtemp())  # doctest: +SKIP
         >>> print(format_demo(doc))  # doctest: +SKIP
     """
-    from ._cli import _table
 
     s = doc["samples"]
     cache = doc["cache"]
@@ -534,14 +535,14 @@ def format_demo(doc: dict[str, Any]) -> str:
         f"{s['val']:,} val / {s['test']:,} test",
         f"pool: {cache['bundle']} ({how})",
         "",
-        _table(
+        table(
             ("model", "val acc", "test acc"),
             [(m["name"], m["val_accuracy"], m["test_accuracy"]) for m in doc["models"]],
         ),
         "",
         f"Recommended: top {len(doc['recommended'])} of {doc['n_teams']:,} teams of sizes "
         f"{_sizes_text(doc['sizes'])} by focal diversity on val (higher = more diverse)",
-        _table(
+        table(
             ("rank", "focal val", "plur val", "plur test", "soft test", "size", "members"),
             [
                 (
@@ -604,7 +605,7 @@ def format_demo(doc: dict[str, Any]) -> str:
         )
         for t in doc["recommended"]
     ]
-    out.append(_table(("", "size", "plur val", "plur test", "soft test", "members"), rows))
+    out.append(table(("", "size", "plur val", "plur test", "soft test", "members"), rows))
     teams = doc["all_teams"]
     rec = [t["plurality_test"] for t in doc["recommended"] if t["plurality_test"] is not None]
     out.append("")
@@ -630,3 +631,45 @@ def format_demo(doc: dict[str, Any]) -> str:
 
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def register(sub: Any) -> None:
+    """Add ``demo``."""
+    p = subcommand(
+        sub,
+        "demo",
+        help="train 14 scikit-learn classifiers on digits and recommend teams (no files needed)",
+        description="""\
+        The built-in default job: train a pool of scikit-learn classifiers of different
+        families on the digits dataset shipped with scikit-learn (seeded split), cache
+        their outputs as a bundle in the user cache directory, recommend the top teams on the
+        validation split, and compare them on the test split with the best single model and
+        the whole pool. Writes a scatter plot of focal diversity vs plurality accuracy for
+        every team.
+
+        examples:
+          focal demo
+          focal demo --seed 1 --plot teams.png --format json
+        """,
+        run=run_demo_command,
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split (default 0)")
+    p.add_argument("--top-k", type=int, default=5, help="number of teams to recommend")
+    p.add_argument("--sizes", default="3-6", help="team sizes to consider (default 3-6)")
+    p.add_argument("--plot", metavar="PNG", help="scatter plot path (default: in the cache dir)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the scatter plot")
+    p.add_argument("--refresh", action="store_true", help="retrain even if a cached pool exists")
+    add_format(p)
+
+
+def run_demo_command(args: Any) -> int:
+    """Run ``focal demo``."""
+    doc = run_demo(
+        seed=args.seed,
+        top_k=args.top_k,
+        sizes=args.sizes,
+        plot=None if args.no_plot else (args.plot or "default"),
+        refresh=args.refresh,
+        log=log,
+    )
+    return emit(args, doc, lambda: format_demo(doc))

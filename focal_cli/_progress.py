@@ -1,4 +1,4 @@
-"""A dependency-free progress bar for the command line (stderr only)."""
+"""A dependency-free progress bar for the command line (stderr only, terminals only)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class ProgressBar:
         delay: float = 1.0,
         max_rate: float = 10.0,
         stream: TextIO | None = None,
+        enabled: bool = True,
     ):
         self.label = label
         self.delay = delay
@@ -35,9 +36,12 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.drawn = False
+        self.enabled = enabled
 
     def __call__(self, done: int, total: int) -> None:
         """Report progress; draws when due."""
+        if not self.enabled:
+            return
         now = time.perf_counter()
         elapsed = now - self.start
         if elapsed < self.delay or (now - self.last_draw < self.min_interval and done < total):
