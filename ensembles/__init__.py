@@ -22,10 +22,20 @@ from ._io import load_bundle as load_bundle
 from ._io import load_tasks as load_tasks
 from ._io import save_bundle as save_bundle
 from ._io import save_tasks as save_tasks
+from ._splits import DEFAULT_FRACTIONS as DEFAULT_FRACTIONS
+from ._splits import DEFAULT_VAL_FRACTION as DEFAULT_VAL_FRACTION
+from ._splits import SplitInfo as SplitInfo
+from ._splits import ensure_splits as ensure_splits
 from ._splits import with_random_split as with_random_split
+from .util import InputError as InputError
 
 __all__ = [
     "COMBINERS",
+    "DEFAULT_FRACTIONS",
+    "DEFAULT_VAL_FRACTION",
+    "InputError",
+    "SplitInfo",
+    "ensure_splits",
     "SPLIT_NAMES",
     "Bundle",
     "BundleError",

@@ -1,24 +1,157 @@
-"""Seeded train/val/test splits for bundles that have none (or a new one)."""
+"""The one split policy: seeded, stratified train/val/test splits (:func:`ensure_splits`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._bundle import SPLIT_NAMES, Bundle, BundleError
+from .util import InputError
 
-__all__ = ["with_random_split"]
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "DEFAULT_VAL_FRACTION",
+    "SplitInfo",
+    "ensure_splits",
+    "with_random_split",
+]
 
 _FRACTION_TOL = 1e-6
+
+#: Train / val / test fractions of the seeded split made for a bundle without a ``split`` key.
+#: Every command, fuser and search of focal-fusion uses this one default.
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+#: Fraction of the ``train`` rows moved to ``val`` when a bundle has train rows but no val rows
+#: (for example a benchmark that ships a train / test split only).
+DEFAULT_VAL_FRACTION = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+    """Where a bundle's train / val / test split came from, and its sizes.
+
+    Attributes:
+        source: ``"bundle"`` (the bundle's own split), ``"bundle+val"`` (its train rows split
+            into train / val with ``seed``), or ``"seeded"`` (a fresh stratified split with
+            ``fractions`` and ``seed``).
+        seed: seed of the split made here (``None`` for ``"bundle"``).
+        val_fraction: fraction of train moved to val (``"bundle+val"`` only).
+        fractions: train / val / test fractions (``"seeded"`` only).
+        sizes: number of rows per split name.
+
+    Example:
+        >>> SplitInfo("bundle", None, None, None, {"train": 3, "val": 1, "test": 1}).to_dict()
+        {'source': 'bundle', 'seed': None, 'val_fraction': None, 'fractions': None, \
+'sizes': {'train': 3, 'val': 1, 'test': 1}}
+    """
+
+    source: str
+    seed: int | None
+    val_fraction: float | None
+    fractions: tuple[float, float, float] | None
+    sizes: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "fractions": None if self.fractions is None else list(self.fractions),
+            "sizes": dict(self.sizes),
+        }
+
+
+def _sizes(split: np.ndarray) -> dict[str, int]:
+    return {name: int((split == name).sum()) for name in SPLIT_NAMES}
+
+
+def ensure_splits(
+    bundle: Bundle,
+    *,
+    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> tuple[Bundle, SplitInfo]:
+    """The split policy of focal-fusion: a copy of ``bundle`` with train, val (and usually
+    test) rows, made reproducibly. Every command, search and fuser goes through it.
+
+    The rules, in order:
+
+    1. The bundle has ``val`` rows: its split is kept as is.
+    2. It has ``train`` rows but no ``val`` rows (BBH's ``is_train`` → train / test): a seeded
+       random ``val_fraction`` of the train rows (rounded, at least one row) becomes ``val``;
+       test rows are untouched. Unlike the reference, those rows are then never trained on.
+    3. It has no ``split``: a seeded, stratified ``fractions`` split
+       (:func:`with_random_split`; default :data:`DEFAULT_FRACTIONS`, 60 / 20 / 20).
+
+    Randomness comes only from ``np.random.default_rng(seed)``.
+
+    Args:
+        bundle: the cached outputs.
+        seed: non-negative seed of the split made here.
+        val_fraction: fraction of the train rows moved to val in rule 2, in ``(0, 1)``.
+        fractions: train / val / test fractions of rule 3.
+
+    Returns:
+        ``(bundle_with_split, info)``.
+
+    Raises:
+        BundleError: the bundle has a split without train rows, or too few train rows to
+            carve a val split from.
+        ValueError: bad ``seed`` or ``val_fraction``.
+
+    Example:
+        >>> from ensembles import Bundle
+        >>> b = Bundle.create(models=["a", "b"], labels=[0, 1] * 5,
+        ...                             preds=[[0, 1] * 5, [1, 1] * 5], split=["train"] * 10)
+        >>> s, info = ensure_splits(b, seed=0)
+        >>> info.source, info.sizes
+        ('bundle+val', {'train': 8, 'val': 2, 'test': 0})
+    """
+    seed = _check_seed(seed)
+    if not isinstance(bundle, Bundle):
+        raise TypeError(f"bundle: expected an ensembles.Bundle, got {type(bundle).__name__}")
+    if bundle.split is None:
+        frac = tuple(float(f) for f in fractions)
+        out = with_random_split(bundle, fractions=frac, seed=seed)
+        return out, SplitInfo("seeded", seed, None, frac, _sizes(out.split))  # type: ignore[arg-type]
+    split = np.asarray(bundle.split)
+    sizes = _sizes(split)
+    if sizes["val"] > 0:
+        return bundle, SplitInfo("bundle", None, None, None, sizes)
+    if sizes["train"] == 0:
+        raise BundleError(
+            f"split: the bundle's split has neither val rows nor train rows to carve them from "
+            f"({sizes})"
+        )
+    vf = float(val_fraction)
+    if not (math.isfinite(vf) and 0.0 < vf < 1.0):
+        raise InputError(f"val_fraction: must lie in (0, 1), got {val_fraction!r}")
+    train_idx = np.flatnonzero(split == "train")
+    if train_idx.size < 2:
+        raise BundleError(
+            f"split: only {train_idx.size} train row(s); need at least 2 to carve a val split"
+        )
+    n_val = min(train_idx.size - 1, max(1, round(vf * train_idx.size)))
+    rng = np.random.default_rng(seed)
+    val_idx = rng.permutation(train_idx)[:n_val]
+    new = split.astype("<U5").copy()
+    new[val_idx] = "val"
+    out = bundle.with_split(new)
+    return out, SplitInfo("bundle+val", seed, vf, None, _sizes(new))
 
 
 def with_random_split(
     bundle: Bundle,
     *,
-    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    fractions: Sequence[float] | None = None,
     seed: int = 0,
     stratify: bool = True,
 ) -> Bundle:
@@ -37,7 +170,8 @@ def with_random_split(
     Args:
         bundle: the bundle to split.
         fractions: ``(train, val, test)`` fractions: three finite non-negative numbers summing
-            to 1 (within 1e-6). A zero fraction gives an empty split.
+            to 1 (within 1e-6); ``None`` for :data:`DEFAULT_FRACTIONS`. A zero fraction gives
+            an empty split.
         seed: non-negative integer seed of the NumPy generator.
         stratify: keep the class proportions in every split (see above).
 
@@ -56,7 +190,7 @@ def with_random_split(
     """
     if not isinstance(bundle, Bundle):
         raise TypeError(f"with_random_split: expected a Bundle, got {type(bundle).__name__}")
-    frac = _check_fractions(fractions)
+    frac = _check_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
     rng = np.random.default_rng(_check_seed(seed))
     n = bundle.n_samples
     targets = _largest_remainder(n * frac)

@@ -29,6 +29,8 @@ __all__ = [
     "check_writable_dir",
     "jsonable",
     "write_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
 ]
 
 
@@ -92,6 +94,33 @@ def check_writable_dir(path: str | os.PathLike[str], *, name: str = "output") ->
     if not os.access(dest, os.W_OK | os.X_OK):
         raise InputError(f"{name}: folder {dest} is not writable")
     return dest
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`write_atomic`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> write_text_atomic(p, "hello").read_text()
+        'hello'
+    """
+    data = text.encode("utf-8")
+    return write_atomic(path, lambda fh: fh.write(data))
+
+
+def write_json_atomic(path: str | os.PathLike[str], doc: Any, *, indent: int | None = 2) -> Path:
+    """Write ``doc`` as strict JSON (:func:`jsonable`, NaN as ``null``) atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+        >>> write_json_atomic(p, {"x": float("nan")}, indent=None).read_text()
+        '{"x": null}\n'
+    """
+    import json
+
+    return write_text_atomic(path, json.dumps(jsonable(doc), allow_nan=False, indent=indent) + "\n")
 
 
 def jsonable(value: Any) -> Any:

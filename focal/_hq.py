@@ -25,11 +25,10 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-import ensembles
 from ensembles import Bundle
 from ensembles.util import InputError
 
@@ -46,16 +45,12 @@ from ._compat_ensemblebench import (
 from ._metrics import metric_spec
 from ._objective import Objective
 from ._teams import parse_sizes
-
-if TYPE_CHECKING:
-    from ._scoring import PruneResult
+from ._types import Selection, make_teams
 
 __all__ = [
     "HQLevel",
     "HQMetricResult",
     "HQResult",
-    "HQSearchResult",
-    "HQTeam",
     "hq_search",
     "hq_select",
 ]
@@ -321,124 +316,6 @@ def hq_select(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class HQTeam:
-    """One team found by :func:`hq_search`.
-
-    Attributes:
-        members: model names, in member order.
-        size: number of members.
-        score: the objective's diversity metric.
-        accuracy: accuracy with the objective's combiner (on the selection bundle).
-        fitness: the objective's fitness.
-        mask: boolean membership mask, shape ``(n_models,)``.
-    """
-
-    members: tuple[str, ...]
-    size: int
-    score: float
-    accuracy: float
-    fitness: float
-    mask: np.ndarray = dataclasses.field(repr=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class HQSearchResult:
-    """Top teams among the HQ-selected ones, ranked by an :class:`focal.Objective`.
-
-    Attributes:
-        objective: the ranking objective.
-        masks: ``(K, M)`` booleans, best first.
-        members: model names per team.
-        fitness, score, accuracy: objective fitness, its diversity score and its accuracy
-            (objective's combiner), per team.
-        n_candidates: distinct teams HQ selected (over all metrics and the requested sizes),
-            all ranked.
-        seconds: wall-clock time of the search.
-        hq: the underlying :class:`HQResult`.
-    """
-
-    objective: Objective
-    masks: np.ndarray
-    members: tuple[tuple[str, ...], ...]
-    fitness: np.ndarray
-    score: np.ndarray
-    accuracy: np.ndarray
-    n_candidates: int
-    seconds: float
-    hq: HQResult
-
-    @property
-    def teams(self) -> tuple[HQTeam, ...]:
-        """The teams, best first, as :class:`HQTeam` records."""
-        return tuple(
-            HQTeam(mem, len(mem), float(s), float(a), float(f), mask)
-            for mem, s, a, f, mask in zip(
-                self.members, self.score, self.accuracy, self.fitness, self.masks, strict=True
-            )
-        )
-
-    @property
-    def n_evaluated(self) -> int:
-        """Teams scored: every team of sizes 2..target_size gets an FQ score per metric."""
-        return self.hq.n_teams_scored
-
-    def to_prune_result(self, bundle: Bundle) -> PruneResult:
-        """The same teams as a :class:`focal.PruneResult` (CONTRACT §6 ``focal prune`` JSON:
-        ``score`` = the objective metric, ``accuracy`` = plurality accuracy), best first."""
-        from ._scoring import PruneResult, TeamScore
-
-        plural = (
-            ensembles.team_accuracy(bundle, self.masks, combiner="plurality")
-            if len(self.masks)
-            else np.zeros(0)
-        )
-        teams = tuple(
-            TeamScore(
-                members=mem,
-                size=len(mem),
-                score=float(s),
-                accuracy=float(a),
-                mask=mask,
-            )
-            for mem, s, a, mask in zip(self.members, self.score, plural, self.masks, strict=True)
-        )
-        return PruneResult(
-            metric=self.objective.metric,
-            direction=metric_spec(self.objective.metric).direction,
-            n_models=bundle.n_models,
-            n_samples=bundle.n_samples,
-            n_teams_scored=self.hq.n_teams_scored,
-            sizes=tuple(range(2, self.hq.target_size + 1)),
-            teams=teams,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-
-        def num(x: float) -> float | None:
-            return float(x) if math.isfinite(float(x)) else None
-
-        return {
-            "method": f"hq_{self.hq.variant}",
-            "objective": self.objective.name,
-            "n_candidates": self.n_candidates,
-            "teams": [
-                {
-                    "members": list(mem),
-                    "size": len(mem),
-                    "fitness": num(f),
-                    "score": num(s),
-                    "accuracy": num(a),
-                }
-                for mem, f, s, a in zip(
-                    self.members, self.fitness, self.score, self.accuracy, strict=True
-                )
-            ],
-            "hq": self.hq.to_dict(),
-        }
-
-
 def hq_search(
     bundle: Bundle,
     *,
@@ -452,7 +329,7 @@ def hq_search(
     seed: int = 0,
     faithful: bool = False,
     **fq_options: Any,
-) -> HQSearchResult:
+) -> Selection:
     """HQ pruning as a search method: the best ``top_k`` HQ-selected teams by an objective.
 
     Runs :func:`hq_select` on ``bundle`` (the selection split), pools the teams selected under
@@ -470,8 +347,8 @@ def hq_search(
             sizes are ranked, and ``target_size`` becomes their maximum (clipped to ``M − 1``).
 
     Returns:
-        An :class:`HQSearchResult`; ``.to_prune_result(bundle)`` gives the ``focal prune``
-        document.
+        A :class:`focal.Selection` (strategy ``hq``); ``params`` holds the HQ variant, the
+        number of candidates and the HQ run's own report (``params["hq"]``).
 
     Example:
         >>> b = ensembles.Bundle.create(models=["a", "b", "c", "d", "e"], labels=[0] * 8,
@@ -479,7 +356,8 @@ def hq_search(
         ...            [0, 0, 1, 1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 1, 0, 0],
         ...            [1, 1, 0, 0, 0, 0, 0, 1]])
         >>> res = hq_search(b, top_k=3)
-        >>> len(res.members), bool(np.all(np.diff(res.fitness) <= 0))
+        >>> fitness = [t.fitness for t in res.teams]
+        >>> len(res.teams), bool(np.all(np.diff(fitness) <= 0))
         (3, True)
     """
     if isinstance(top_k, bool) or int(top_k) != top_k or int(top_k) < 1:
@@ -521,16 +399,24 @@ def hq_search(
         comp = {"fitness": np.zeros(0), "score": np.zeros(0), "accuracy": np.zeros(0)}
         order = np.zeros(0, dtype=np.int64)
     masks = cand[order]
-    return HQSearchResult(
-        objective=obj,
-        masks=masks,
-        members=tuple(
-            tuple(m for m, k in zip(bundle.models, row, strict=True) if k) for row in masks
+    spec = metric_spec(obj.metric)
+    size_tuple = wanted if wanted is not None else tuple(range(2, hq.target_size + 1))
+    return Selection(
+        teams=make_teams(
+            bundle.models,
+            masks,
+            comp["score"][order],
+            comp["accuracy"][order],
+            comp["fitness"][order],
         ),
-        fitness=comp["fitness"][order],
-        score=comp["score"][order],
-        accuracy=comp["accuracy"][order],
-        n_candidates=int(len(cand)),
+        metric=spec.name,
+        direction=spec.direction,
+        objective=obj.name,
+        strategy="hq",
+        n_models=bundle.n_models,
+        n_samples=bundle.n_samples,
+        n_evaluated=hq.n_teams_scored,
+        sizes=size_tuple,
         seconds=time.perf_counter() - start,
-        hq=hq,
+        params={"variant": hq.variant, "n_candidates": int(len(cand)), "hq": hq.to_dict()},
     )

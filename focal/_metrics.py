@@ -45,9 +45,14 @@ class MetricSpec:
     Attributes:
         name: the name as requested (e.g. ``"focal"``, ``"focal_q_statistic"``).
         base: the underlying baseline metric (e.g. ``"generalized_diversity"``).
-        focal: computed on each member's negative samples and averaged (CONTRACT §3-4).
+        focal: computed on each member's negative samples and averaged (docs/metrics.md).
         direction: ``"higher"`` or ``"lower"``: which way is more diverse.
         kind: kernel used to evaluate it.
+
+    Example:
+        >>> spec = metric_spec("focal_q_statistic")
+        >>> spec.base, spec.focal, spec.direction
+        ('q_statistic', True, 'lower')
     """
 
     name: str

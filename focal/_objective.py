@@ -1,4 +1,4 @@
-"""Objectives that mix diversity and accuracy (FusionShot's fitness, ALGORITHMS §5.2)."""
+"""Objectives that mix diversity and accuracy (FusionShot's fitness)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from ensembles import Bundle
 from ensembles.util import InputError
 
 from ._metrics import metric_spec
+from ._scoring import score_teams
 
-__all__ = ["Objective", "pareto_front"]
+__all__ = ["Objective"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,10 +25,14 @@ class Objective:
     "higher" metrics, ``−score`` for "lower" ones), ``acc`` the accuracy of the team's
     ``combiner`` vote on the same samples (a fraction in [0, 1]). Teams of fewer than two
     members get ``−99`` and a NaN diversity gives ``−inf``, so neither is ever chosen.
+    The default, ``0.2·focal + 0.8·plurality accuracy``, is the one :func:`focal.recommend`
+    uses (accuracy first, diversity as a regulariser; bench/README.md says how it was chosen).
     FusionShot's script defaults are ``w_div=0.6, w_acc=0.4`` without penalty; its run script
-    uses ``0.5 / 0.5`` with ``size_penalty=0.1``.
+    uses ``0.5 / 0.5`` with ``size_penalty=0.1``. :meth:`diversity` ranks by a metric alone.
 
     Example:
+        >>> Objective().name
+        '0.2*focal+0.8*plurality_acc'
         >>> obj = Objective(w_div=0.5, w_acc=0.5)
         >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
         ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
@@ -36,8 +41,8 @@ class Objective:
     """
 
     metric: str = "focal"
-    w_div: float = 0.5
-    w_acc: float = 0.5
+    w_div: float = 0.2
+    w_acc: float = 0.8
     size_penalty: float = 0.0
     combiner: str = "plurality"
 
@@ -53,9 +58,27 @@ class Objective:
                 f"choose from {', '.join(ensembles.COMBINERS)}"
             )
 
+    @classmethod
+    def diversity(cls, metric: str = "focal") -> Objective:
+        """Rank by the diversity ``metric`` alone (in its direction).
+
+        Example:
+            >>> Objective.diversity("q_statistic").name
+            'q_statistic'
+        """
+        return cls(metric=metric, w_div=1.0, w_acc=0.0)
+
+    @property
+    def metric_only(self) -> bool:
+        """True when the ranking is the diversity metric alone (no accuracy, no penalty)."""
+        return self.w_acc == 0 and self.size_penalty == 0 and self.w_div > 0
+
     @property
     def name(self) -> str:
-        """Short description, e.g. ``0.5*focal+0.5*acc``."""
+        """Short description, e.g. ``0.2*focal+0.8*plurality_acc``; a metric-only ranking is
+        named by its metric."""
+        if self.metric_only:
+            return self.metric
         text = f"{self.w_div:g}*{self.metric}+{self.w_acc:g}*{self.combiner}_acc"
         if self.size_penalty:
             text += f"-{self.size_penalty:g}*size/M"
@@ -63,8 +86,6 @@ class Objective:
 
     def components(self, bundle: Bundle, masks: Any) -> dict[str, np.ndarray]:
         """Diversity score, accuracy and fitness of a batch of (B, M) masks."""
-        from ._scoring import score_teams
-
         masks = np.asarray(masks, dtype=bool)
         sizes = masks.sum(axis=1)
         ok = sizes >= 2
@@ -95,25 +116,3 @@ class Objective:
     def __call__(self, bundle: Bundle, masks: Any) -> np.ndarray:
         """Fitness of a batch of (B, M) masks, shape (B,)."""
         return self.components(bundle, masks)["fitness"]
-
-
-def pareto_front(diversity: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Indices of the teams on the Pareto front of (diversity, accuracy), both maximised.
-
-    A team is on the front when no other team is at least as good on both and better on one.
-    Returned in order of decreasing accuracy (ties: higher diversity first, then index).
-
-    Example:
-        >>> pareto_front(np.array([0.1, 0.5, 0.3, 0.5]), np.array([0.9, 0.2, 0.8, 0.1])).tolist()
-        [0, 2, 1]
-    """
-    div = np.where(np.isnan(diversity), -np.inf, np.asarray(diversity, dtype=np.float64))
-    acc = np.asarray(accuracy, dtype=np.float64)
-    order = np.lexsort((np.arange(len(acc)), -div, -acc))
-    front = []
-    best_div = -np.inf
-    for i in order:
-        if div[i] > best_div:
-            front.append(i)
-            best_div = div[i]
-    return np.asarray(front, dtype=np.int64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,15 @@ class DiversityAccuracyDisplay:
         metric: name of the diversity metric, used in the x-axis label.
         split: name of the samples the values were computed on (e.g. ``"val"``), appended to the
             axis labels, or ``None``.
+        references: accuracies to draw as labelled horizontal lines, e.g.
+            ``{"best single model": 0.95, "whole pool": 0.97}``, or ``None``.
 
     Attributes:
         ax_: the matplotlib ``Axes`` drawn on (after :meth:`plot`).
         figure_: the matplotlib ``Figure`` of ``ax_``.
         scatter_: list of ``PathCollection``, one per team size.
         highlight_: the ``PathCollection`` of the highlighted teams, or ``None``.
+        references_: the ``Line2D`` of each reference line.
 
     Example:
         >>> import numpy as np
@@ -95,7 +98,9 @@ class DiversityAccuracyDisplay:
         highlight: Sequence[int] | None = None,
         metric: str = "focal",
         split: str | None = None,
+        references: Mapping[str, float] | None = None,
     ) -> None:
+        self.references = dict(references or {})
         self.diversity = np.asarray(diversity, dtype=np.float64).reshape(-1)
         self.accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
         if self.diversity.shape != self.accuracy.shape:
@@ -124,12 +129,13 @@ class DiversityAccuracyDisplay:
         highlight: Sequence[int] | None = None,
         metric: str = "focal",
         split: str | None = None,
+        references: Mapping[str, float] | None = None,
     ) -> DiversityAccuracyDisplay:
         """A display from team masks and their scores (e.g. from :func:`focal.score_all`).
 
         Args:
             masks: boolean team masks, shape ``(n_teams, n_models)``; team sizes come from
-                their row sums. A :class:`focal.PruneResult` is accepted too (with ``scores``
+                their row sums. A :class:`focal.Selection` is accepted too (with ``scores``
                 and ``accuracy`` omitted): its teams, their scores and plurality accuracies
                 are used, and its metric names the axis.
             scores: diversity score of each team, shape ``(n_teams,)``.
@@ -137,6 +143,7 @@ class DiversityAccuracyDisplay:
             highlight: indices of the teams to mark, in rank order.
             metric: name of the diversity metric (axis label).
             split: name of the samples the values come from (axis labels), or ``None``.
+            references: labelled reference accuracies (horizontal lines).
 
         Returns:
             An unplotted display; call :meth:`plot` next.
@@ -152,13 +159,13 @@ class DiversityAccuracyDisplay:
             [2, 2, 2, 3]
         """
         teams = getattr(masks, "teams", None)
-        if teams is not None and scores is None and accuracy is None:  # a PruneResult
+        if teams is not None and scores is None and accuracy is None:  # a focal.Selection
             metric = getattr(masks, "metric", None) or metric
             masks = np.array([t.mask for t in teams], dtype=bool).reshape(len(teams), -1)
             scores = [t.score for t in teams]
             accuracy = [t.accuracy for t in teams]
         if scores is None or accuracy is None:
-            raise InputError("from_scores: give masks, scores and accuracy (or a PruneResult)")
+            raise InputError("from_scores: give masks, scores and accuracy (or a focal.Selection)")
         masks_arr = np.asarray(masks, dtype=bool)
         if masks_arr.ndim != 2:
             raise InputError(f"masks: expected (n_teams, n_models), got shape {masks_arr.shape}")
@@ -169,6 +176,7 @@ class DiversityAccuracyDisplay:
             highlight=highlight,
             metric=metric,
             split=split,
+            references=references,
         )
 
     def _label(self, text: str) -> str:
@@ -247,18 +255,27 @@ class DiversityAccuracyDisplay:
                         ax.annotate(
                             str(rank),
                             (self.diversity[i], self.accuracy[i]),
-                            xytext=(6, 5),
+                            xytext=(9, 7),
                             textcoords="offset points",
                             fontsize=9,
                             fontweight="bold",
-                            zorder=6,
-                        )
+                            zorder=7,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                                  "alpha": 0.85},
+                        )  # fmt: skip
+        self.references_ = []
+        for (name, value), style in zip(self.references.items(), _REFERENCE_STYLES, strict=False):
+            if value is not None and np.isfinite(value):
+                self.references_.append(
+                    ax.axhline(float(value), label=f"{name} ({value:.3f})", zorder=4, **style)
+                )
         ax.set_xlabel(xlabel or self._label(f"{self.metric.replace('_', ' ')} diversity"))
         ax.set_ylabel(ylabel or self._label("plurality accuracy"))
         if title:
             ax.set_title(title)
         ax.grid(True, alpha=0.3)
         handles = list(self.scatter_) + ([self.highlight_] if self.highlight_ is not None else [])
+        handles += self.references_
         if handles:
             legend = ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
             marks = getattr(legend, "legend_handles", None)
@@ -299,6 +316,13 @@ class DiversityAccuracyDisplay:
             lambda fh: self.figure_.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight", **kwargs),
         )
         return dest
+
+
+_REFERENCE_STYLES = (
+    {"color": "black", "linestyle": "--", "linewidth": 1.2},
+    {"color": "tab:red", "linestyle": ":", "linewidth": 1.4},
+    {"color": "tab:green", "linestyle": "-.", "linewidth": 1.2},
+)
 
 
 def _size_colours(n: int) -> list[Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import math
 import os
 import weakref
@@ -32,13 +30,13 @@ from ._teams import (
     unrank_teams_jax,
 )
 from ._topk import TopK, ranking_key
+from ._types import Selection, make_teams
 
 __all__ = [
     "DEFAULT_MAX_TEAMS",
-    "PruneResult",
-    "TeamScore",
+    "exhaustive_scan",
+    "pareto_front",
     "pareto_prune",
-    "prune",
     "score_all",
     "score_team",
     "score_teams",
@@ -71,70 +69,6 @@ def _chunk_size(spec_kind: str, focal: bool, n_models: int, n_samples: int, larg
     chunk = max(256, min(1 << 16, _CHUNK_ELEMENTS // max(width, 1)))
     chunk = 1 << (chunk.bit_length() - 1)
     return max(1, min(chunk, 1 << max(0, (largest - 1).bit_length())))
-
-
-@dataclasses.dataclass(frozen=True)
-class TeamScore:
-    """One scored team.
-
-    Attributes:
-        members: model names, in member order of the bundle.
-        size: number of members.
-        score: metric value (NaN when undefined).
-        accuracy: plurality-vote accuracy of the team on the same samples.
-        mask: boolean membership mask of shape ``(n_models,)``.
-    """
-
-    members: tuple[str, ...]
-    size: int
-    score: float
-    accuracy: float
-    mask: np.ndarray = dataclasses.field(repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of CONTRACT §6 (NaN becomes ``None``)."""
-        return {
-            "members": list(self.members),
-            "size": self.size,
-            "score": _finite_or_none(self.score),
-            "accuracy": _finite_or_none(self.accuracy),
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class PruneResult:
-    """Result of :func:`prune`: the top teams, best first.
-
-    Attributes:
-        metric: metric name used for ranking.
-        direction: ``"higher"`` or ``"lower"`` is more diverse.
-        n_models, n_samples: bundle dimensions.
-        n_teams_scored: number of teams evaluated.
-        sizes: team sizes scanned.
-        teams: the top teams, best first (CONTRACT §6 order and ties, ALGORITHMS §5.1).
-    """
-
-    metric: str
-    direction: str
-    n_models: int
-    n_samples: int
-    n_teams_scored: int
-    sizes: tuple[int, ...]
-    teams: tuple[TeamScore, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document of CONTRACT §6 for ``focal prune``."""
-        return {
-            "metric": self.metric,
-            "n_models": self.n_models,
-            "n_samples": self.n_samples,
-            "n_teams_scored": self.n_teams_scored,
-            "teams": [t.to_dict() for t in self.teams],
-        }
-
-    def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as strict JSON (NaN written as ``null``)."""
-        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -306,7 +240,7 @@ def _use_gray(scan: str, kind: str, n_models: int, n_teams: int) -> bool:
     return kind in GRAY_KINDS and n_models >= 12 and 16 * n_teams >= (1 << n_models)
 
 
-def prune(
+def exhaustive_scan(
     bundle: Bundle,
     *,
     metric: str = "focal",
@@ -319,7 +253,7 @@ def prune(
     devices: Sequence[Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 5.0,
-) -> PruneResult:
+) -> Selection:
     """Exhaustive top-K teams by a diversity metric (ALGORITHMS §5.1).
 
     Scores every team with a size in ``sizes`` exactly and keeps a running top-K, in memory
@@ -346,14 +280,14 @@ def prune(
         checkpoint_every: seconds between checkpoint writes.
 
     Returns:
-        A :class:`PruneResult`. Ties (scores equal to 10 decimals) go to the smaller team,
+        A :class:`focal.Selection`. Ties (scores equal to 10 decimals) go to the smaller team,
         then to canonical order; NaN scores rank last.
 
     Example:
         >>> import ensembles
         >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
         ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
-        >>> [t.members for t in prune(b, sizes=2, top_k=2).teams]
+        >>> [t.members for t in exhaustive_scan(b, sizes=2, top_k=2).teams]
         [('a', 'b'), ('a', 'c')]
     """
     spec = metric_spec(metric)
@@ -458,30 +392,22 @@ def _power_of_two_devices() -> list:
     return devs[: 1 << (len(devs).bit_length() - 1)]
 
 
-def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> PruneResult:
+def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> Selection:
     masks = _decode(top.sizes, top.ranks, bundle.n_models)
     accuracy = ensembles.team_accuracy(bundle, masks, combiner="plurality") if len(masks) else []
     # Re-score the winners through one fixed kernel: scans fuse the final ratio differently
     # (per scan kind and device count), which can move the last bit; reported scores don't.
     scores = score_teams(bundle, masks, metric=spec.name) if len(masks) else top.scores
-    teams = tuple(
-        TeamScore(
-            members=tuple(m for m, keep in zip(bundle.models, mask, strict=True) if keep),
-            size=int(mask.sum()),
-            score=float(score),
-            accuracy=float(acc),
-            mask=mask,
-        )
-        for mask, score, acc in zip(masks, scores, accuracy, strict=True)
-    )
-    return PruneResult(
+    return Selection(
+        teams=make_teams(bundle.models, masks, scores, accuracy),
         metric=spec.name,
         direction=spec.direction,
+        objective=spec.name,
+        strategy="exhaustive",
         n_models=bundle.n_models,
         n_samples=bundle.n_samples,
-        n_teams_scored=n_teams,
+        n_evaluated=n_teams,
         sizes=size_tuple,
-        teams=teams,
     )
 
 
@@ -541,7 +467,7 @@ def pareto_prune(
     top_k: int | None = None,
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     progress: ProgressFn | None = None,
-) -> PruneResult:
+) -> Selection:
     """Teams on the Pareto front of (diversity, plurality accuracy), most accurate first.
 
     Every team of the sizes is scored (exactly) and voted; a team is kept when no other team
@@ -554,8 +480,6 @@ def pareto_prune(
         >>> [t.members for t in pareto_prune(b, sizes=(2, 3)).teams]
         [('a', 'b')]
     """
-    from ._objective import pareto_front
-
     spec = metric_spec(metric)
     masks, scores = score_all(
         bundle, metric=metric, sizes=sizes, max_teams=max_teams, progress=progress
@@ -564,22 +488,36 @@ def pareto_prune(
     front = pareto_front(spec.sign * scores, accuracy)
     if top_k is not None:
         front = front[: int(top_k)]
-    teams = tuple(
-        TeamScore(
-            members=tuple(m for m, keep in zip(bundle.models, masks[i], strict=True) if keep),
-            size=int(masks[i].sum()),
-            score=float(scores[i]),
-            accuracy=float(accuracy[i]),
-            mask=masks[i],
-        )
-        for i in front
-    )
-    return PruneResult(
+    return Selection(
+        teams=make_teams(bundle.models, masks[front], scores[front], accuracy[front]),
         metric=spec.name,
         direction=spec.direction,
+        objective="pareto",
+        strategy="exhaustive",
         n_models=bundle.n_models,
         n_samples=bundle.n_samples,
-        n_teams_scored=len(masks),
+        n_evaluated=len(masks),
         sizes=parse_sizes(sizes, bundle.n_models),
-        teams=teams,
     )
+
+
+def pareto_front(diversity: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Indices of the teams on the Pareto front of (diversity, accuracy), both maximised.
+
+    A team is on the front when no other team is at least as good on both and better on one.
+    Returned in order of decreasing accuracy (ties: higher diversity first, then index).
+
+    Example:
+        >>> pareto_front(np.array([0.1, 0.5, 0.3, 0.5]), np.array([0.9, 0.2, 0.8, 0.1])).tolist()
+        [0, 2, 1]
+    """
+    div = np.where(np.isnan(diversity), -np.inf, np.asarray(diversity, dtype=np.float64))
+    acc = np.asarray(accuracy, dtype=np.float64)
+    order = np.lexsort((np.arange(len(acc)), -div, -acc))
+    front = []
+    best_div = -np.inf
+    for i in order:
+        if div[i] > best_div:
+            front.append(i)
+            best_div = div[i]
+    return np.asarray(front, dtype=np.int64)

@@ -2,7 +2,7 @@
 
 Every method here maximises an :class:`focal.Objective` (default ``0.5·focal + 0.5·plurality
 accuracy``) over teams whose size lies in a requested set, and returns a
-:class:`SearchResult` with the top-K **distinct** teams it evaluated:
+:class:`Selection` with the top-K **distinct** teams it evaluated:
 
 =================  ==========================================================================
 ``exhaustive``     every team of the sizes, exactly (:func:`exhaustive_objective`); the ground
@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -60,20 +59,19 @@ from ._metrics import (
 from ._objective import Objective
 from ._scoring import DEFAULT_MAX_TEAMS, moments_of, score_all
 from ._teams import binomial_table, parse_sizes, rank_teams, unrank_teams
+from ._types import Selection, Team, make_teams
 
 __all__ = [
     "INVALID_FITNESS",
-    "SEARCH_METHODS",
     "GAState",
     "GeneticSearch",
-    "SearchResult",
-    "SearchTeam",
+    "Selection",
+    "Team",
     "beam",
     "bitmasks",
     "exhaustive_objective",
     "genetic",
     "greedy",
-    "search",
 ]
 
 ProgressFn = Callable[[int, int], None]
@@ -87,123 +85,6 @@ _ACC_CHUNK = 1 << 14
 # Smallest batch (rows) sent to a kernel by the memoised evaluator; batches are padded to
 # powers of two from here, which bounds the number of compilations.
 _MIN_ROWS = 16
-
-
-# ---------------------------------------------------------------------------------- results
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchTeam:
-    """One team found by a search.
-
-    Attributes:
-        members: model names, in member order of the bundle.
-        size: number of members.
-        score: the objective's diversity metric (NaN when undefined).
-        accuracy: accuracy of the objective's combiner on the same samples.
-        fitness: the objective's fitness.
-        mask: boolean membership mask, shape ``(n_models,)``.
-
-    Example:
-        >>> import numpy as np
-        >>> t = SearchTeam(("a", "c"), 2, 0.5, 0.75, 0.625, np.array([True, False, True]))
-        >>> t.bitmask, t.to_dict()["fitness"]
-        (5, 0.625)
-    """
-
-    members: tuple[str, ...]
-    size: int
-    score: float
-    accuracy: float
-    fitness: float
-    mask: np.ndarray = dataclasses.field(repr=False, compare=False)
-
-    @property
-    def bitmask(self) -> int:
-        """The team as an integer bitmask: bit ``m`` set when model ``m`` is a member."""
-        return sum(1 << int(i) for i in np.flatnonzero(self.mask))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and ±inf become ``None``)."""
-        return {
-            "members": list(self.members),
-            "size": self.size,
-            "score": _finite_or_none(self.score),
-            "accuracy": _finite_or_none(self.accuracy),
-            "fitness": _finite_or_none(self.fitness),
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchResult:
-    """Result of a search: the best distinct teams evaluated, best first.
-
-    Attributes:
-        method: name of the search method (a key of :data:`SEARCH_METHODS`).
-        objective: the objective's :attr:`~focal.Objective.name`.
-        teams: the top teams, best first (fitness to 10 decimals, then smaller size, then
-            canonical order).
-        n_evaluated: distinct teams scored.
-        seconds: wall-clock time of the search.
-        n_models: number of models of the bundle.
-        sizes: team sizes searched.
-        trajectory: greedy: the team chosen at each size; beam: the best team of each size's
-            beam; empty for the other methods.
-        history: best fitness so far after each size (greedy, beam) or generation (GA).
-        params: the method's settings (seed, widths, generations run, ...).
-
-    Example:
-        >>> r = SearchResult("greedy", "0.5*focal+0.5*plurality_acc", (), 0, 0.1, 3, (2,))
-        >>> r.to_dict()["method"]
-        'greedy'
-    """
-
-    method: str
-    objective: str
-    teams: tuple[SearchTeam, ...]
-    n_evaluated: int
-    seconds: float
-    n_models: int
-    sizes: tuple[int, ...]
-    trajectory: tuple[SearchTeam, ...] = ()
-    history: tuple[float, ...] = ()
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def best(self) -> SearchTeam:
-        """The best team found."""
-        return self.teams[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and ±inf become ``None``)."""
-        return {
-            "method": self.method,
-            "objective": self.objective,
-            "n_models": self.n_models,
-            "sizes": list(self.sizes),
-            "n_evaluated": self.n_evaluated,
-            "seconds": self.seconds,
-            "params": {k: _json_value(v) for k, v in self.params.items()},
-            "teams": [t.to_dict() for t in self.teams],
-            "trajectory": [t.to_dict() for t in self.trajectory],
-            "history": [_finite_or_none(h) for h in self.history],
-        }
-
-    def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as strict JSON."""
-        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float | np.floating):
-        return _finite_or_none(float(v))
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, tuple | list):
-        return [_json_value(x) for x in v]
-    return v
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -247,17 +128,20 @@ def _check_positive(name: str, value: Any) -> int:
     return int(value)
 
 
-def _teams(bundle: Bundle, masks, score, accuracy, fitness) -> tuple[SearchTeam, ...]:
-    return tuple(
-        SearchTeam(
-            members=tuple(m for m, keep in zip(bundle.models, mask, strict=True) if keep),
-            size=int(mask.sum()),
-            score=float(s),
-            accuracy=float(a),
-            fitness=float(f),
-            mask=np.array(mask, dtype=bool),
-        )
-        for mask, s, a, f in zip(masks, score, accuracy, fitness, strict=True)
+def _teams(bundle: Bundle, masks, score, accuracy, fitness) -> tuple[Team, ...]:
+    return make_teams(bundle.models, masks, score, accuracy, fitness)
+
+
+def _selection(strategy: str, bundle: Bundle, obj: Objective, **fields: Any) -> Selection:
+    spec = metric_spec(obj.metric)
+    return Selection(
+        metric=spec.name,
+        direction=spec.direction,
+        objective=obj.name,
+        strategy=strategy,
+        n_models=bundle.n_models,
+        n_samples=bundle.n_samples,
+        **fields,
     )
 
 
@@ -414,7 +298,7 @@ class _Evaluator:
         slots = self.lookup(masks, scores)  # may grow the buffers: index them afterwards
         return self._vals[:, slots]
 
-    def top(self, sizes: tuple[int, ...], top_k: int) -> tuple[SearchTeam, ...]:
+    def top(self, sizes: tuple[int, ...], top_k: int) -> tuple[Team, ...]:
         """The best ``top_k`` distinct teams evaluated so far with a size in ``sizes``."""
         masks = self._masks[: self.n]
         vals = self._vals[:, : self.n]
@@ -433,7 +317,7 @@ def exhaustive_objective(
     top_k: int = 10,
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     progress: ProgressFn | None = None,
-) -> SearchResult:
+) -> Selection:
     """The exact top-K teams by an objective: every team of the sizes scored (ALGORITHMS §5.1).
 
     The ground truth for the search methods. Diversity comes from :func:`focal.score_all`
@@ -450,7 +334,7 @@ def exhaustive_objective(
         progress: optional callback ``progress(done, total)`` over the accuracy chunks.
 
     Returns:
-        A :class:`SearchResult` with ``method="exhaustive"``.
+        A :class:`Selection` with ``method="exhaustive"``.
 
     Raises:
         ValueError: bad sizes or ``top_k``, or more teams than ``max_teams``.
@@ -477,13 +361,13 @@ def exhaustive_objective(
     # score_all returns canonical order, so a stable sort on fitness is the tie rule.
     order = np.argsort(-np.round(fitness, 10), kind="stable")[:top_k]
     teams = _teams(bundle, masks[order], scores[order], accuracy[order], fitness[order])
-    return SearchResult(
-        method="exhaustive",
-        objective=obj.name,
+    return _selection(
+        "exhaustive",
+        bundle,
+        obj,
         teams=teams,
         n_evaluated=len(masks),
         seconds=time.perf_counter() - start,
-        n_models=bundle.n_models,
         sizes=size_tuple,
     )
 
@@ -496,7 +380,7 @@ def _all_pairs(m: int) -> np.ndarray:
 
 def _beam_search(
     bundle: Bundle, obj: Objective, size_tuple: tuple[int, ...], width: int
-) -> tuple[_Evaluator, list[SearchTeam], list[float]]:
+) -> tuple[_Evaluator, list[Team], list[float]]:
     """Beam search from the ``width`` best pairs up to the largest size; ``width=1`` is greedy.
 
     At each size every (beam team, non-member) extension is scored through :func:`_expand`,
@@ -541,16 +425,16 @@ def _beam_search(
     return ev, trajectory, history
 
 
-def _beam_result(method, bundle, obj, size_tuple, top_k, width, start) -> SearchResult:
+def _beam_result(method, bundle, obj, size_tuple, top_k, width, start) -> Selection:
     """Run :func:`_beam_search` with ``width`` and package the result (greedy: width 1)."""
     ev, trajectory, history = _beam_search(bundle, obj, size_tuple, width)
-    return SearchResult(
-        method=method,
-        objective=obj.name,
+    return _selection(
+        method,
+        bundle,
+        obj,
         teams=ev.top(size_tuple, top_k),
         n_evaluated=ev.n,
         seconds=time.perf_counter() - start,
-        n_models=bundle.n_models,
         sizes=size_tuple,
         trajectory=tuple(trajectory),
         history=tuple(history),
@@ -564,7 +448,7 @@ def greedy(
     objective: Objective | None = None,
     sizes: Any = (2, 6),
     top_k: int = 10,
-) -> SearchResult:
+) -> Selection:
     """Greedy forward selection by an objective (ALGORITHMS §4.4).
 
     Starts from the best pair (all pairs scored), then repeatedly adds the member whose
@@ -582,7 +466,7 @@ def greedy(
         top_k: number of teams returned.
 
     Returns:
-        A :class:`SearchResult`; ``trajectory`` holds the team of every size 2..max(sizes).
+        A :class:`Selection`; ``trajectory`` holds the team of every size 2..max(sizes).
 
     Example:
         >>> import ensembles
@@ -607,7 +491,7 @@ def beam(
     sizes: Any = (2, 6),
     beam_width: int = 16,
     top_k: int = 10,
-) -> SearchResult:
+) -> Selection:
     """Beam search by an objective (ALGORITHMS §4.4).
 
     Keeps the ``beam_width`` best distinct teams of each size (deduplicated by bitmask): the
@@ -623,7 +507,7 @@ def beam(
         top_k: number of teams returned.
 
     Returns:
-        A :class:`SearchResult` with the best distinct teams evaluated; ``trajectory`` holds
+        A :class:`Selection` with the best distinct teams evaluated; ``trajectory`` holds
         the best team of each size's beam.
 
     Example:
@@ -829,7 +713,7 @@ def genetic(
     top_k: int = 10,
     init: str = "auto",
     progress: ProgressFn | None = None,
-) -> SearchResult:
+) -> Selection:
     """FusionShot's genetic algorithm, seeded and memoised (ALGORITHMS §5.2, sftekin/fusionshot).
 
     Fitness is the objective's (FusionShot: ``w_div·focal + w_acc·plurality acc``); a
@@ -866,7 +750,7 @@ def genetic(
         progress: optional callback ``progress(generation, generations)``.
 
     Returns:
-        A :class:`SearchResult`; ``history`` holds the best fitness after each generation,
+        A :class:`Selection`; ``history`` holds the best fitness after each generation,
         ``params`` the settings and ``generations_run``.
 
     Example:
@@ -928,13 +812,13 @@ def genetic(
         done = g
         if progress is not None:
             progress(g, generations)
-    return SearchResult(
-        method="ga",
-        objective=obj.name,
+    return _selection(
+        "ga",
+        bundle,
+        obj,
         teams=ev.top(size_tuple, top_k),
         n_evaluated=ev.n,
         seconds=time.perf_counter() - start,
-        n_models=m,
         sizes=size_tuple,
         history=tuple(history),
         params={
@@ -950,74 +834,3 @@ def genetic(
             "chromosomes_evaluated": n_proposed,
         },
     )
-
-
-# ---------------------------------------------------------------------------------- registry
-def _hq(
-    bundle: Bundle,
-    *,
-    objective: Objective | None = None,
-    sizes: Any = None,
-    top_k: int = 10,
-    **options: Any,
-) -> SearchResult:
-    """HQ-Ensemble pruning ranked by the objective (:func:`focal.hq_search`), as a search."""
-    from ._hq import hq_search
-
-    obj = Objective() if objective is None else objective
-    res = hq_search(bundle, objective=obj, sizes=sizes, top_k=top_k, **options)
-    size_tuple = (
-        parse_sizes(sizes, bundle.n_models)
-        if sizes is not None
-        else tuple(range(2, res.hq.target_size + 1))
-    )
-    teams = tuple(
-        SearchTeam(t.members, t.size, t.score, t.accuracy, t.fitness, t.mask) for t in res.teams
-    )
-    return SearchResult(
-        method="hq",
-        objective=obj.name,
-        teams=teams,
-        n_evaluated=res.n_evaluated,
-        seconds=res.seconds,
-        n_models=bundle.n_models,
-        sizes=size_tuple,
-        params={"variant": res.hq.variant, "n_candidates": res.n_candidates},
-    )
-
-
-#: Search methods by name: ``search(bundle, name, **kwargs)`` calls ``SEARCH_METHODS[name]``.
-SEARCH_METHODS: Mapping[str, Callable[..., SearchResult]] = {
-    "exhaustive": exhaustive_objective,
-    "greedy": greedy,
-    "beam": beam,
-    "ga": genetic,
-    "hq": _hq,
-}
-
-
-def search(bundle: Bundle, method: str, **kwargs: Any) -> SearchResult:
-    """Run a search method by name (a key of :data:`SEARCH_METHODS`).
-
-    Args:
-        bundle: the cached outputs (the selection split).
-        method: ``"exhaustive"``, ``"greedy"``, ``"beam"``, ``"ga"`` or ``"hq"``.
-        **kwargs: the method's keyword arguments (``objective``, ``sizes``, ``top_k``, ...).
-
-    Raises:
-        ValueError: unknown method (the message lists the valid names).
-
-    Example:
-        >>> import ensembles
-        >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
-        ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
-        >>> search(b, "greedy", sizes=(2, 3), top_k=1).teams[0].members
-        ('a', 'b')
-    """
-    try:
-        fn = SEARCH_METHODS[method]
-    except (KeyError, TypeError):
-        raise InputError(
-            f"search: unknown method {method!r}; choose from {', '.join(SEARCH_METHODS)}"
-        ) from None
-    return fn(bundle, **kwargs)

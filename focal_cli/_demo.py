@@ -309,8 +309,9 @@ def run_demo(
         seed: seed of the pool's splits (see :func:`digits_pool`).
         top_k: number of teams to recommend.
         sizes: team sizes: ``"3-6"``, an int, an inclusive ``(lo, hi)`` pair or an iterable.
-        plot: ``"default"`` writes ``<cache>/focal-fusion/demo_teams_seed{seed}.png``, a path
-            writes there, ``None`` writes no plot. The default is skipped (with a log message)
+        plot: ``"default"`` writes ``focal_demo_teams_seed{seed}.png`` in the current folder
+            (the cache folder when that is read-only), a path writes there, ``None`` writes no
+            plot. The default is skipped (with a log message)
             when matplotlib is missing.
         refresh: refit the pool even if a cached one exists.
         log: callable receiving one-line progress messages; ``None`` is silent.
@@ -343,7 +344,9 @@ def run_demo(
 
     bundle, info = _digits_pool(seed, cache_dir, refresh, log)
     val, test = bundle.select_split("val"), bundle.select_split("test")
-    size_tuple = focal.parse_sizes(sizes, bundle.n_models)
+    from focal.search import parse_sizes
+
+    size_tuple = parse_sizes(sizes, bundle.n_models)
     n_teams = focal.count_teams(bundle.n_models, size_tuple)
 
     log(f"focal demo: scoring {n_teams:,} teams of sizes {_sizes_text(size_tuple)} on val ...")
@@ -412,8 +415,18 @@ def run_demo(
     if plot_path is not None:
         from focal.plot import DiversityAccuracyDisplay
 
+        references = {
+            f"best single model ({bundle.models[best]})": float(single_val[best]),
+            f"whole pool ({bundle.n_models} models)": pool["plurality_val"],
+        }
         disp = DiversityAccuracyDisplay.from_scores(
-            all_masks, all_focal, all_val, highlight=rec_rows, metric="focal", split="val"
+            all_masks,
+            all_focal,
+            all_val,
+            highlight=rec_rows,
+            metric="focal",
+            split="val",
+            references=references,
         ).plot(
             title=(
                 f"digits, {bundle.n_models} classifiers: {n_teams:,} teams of sizes "
@@ -430,7 +443,7 @@ def run_demo(
     ).to_dict()
     default_recommendation = {
         **rec_report["recommendation"],
-        "objective": rec_report["ranking"],
+        "objective": rec_report["objective"],
         "top_team": rec_report["teams"][0],
     }
 
@@ -488,9 +501,17 @@ def _plot_path(
         raise UsageError(
             "plot: matplotlib is not installed; `pip install matplotlib` or use --no-plot"
         ) from None
+    from ensembles.util import check_writable
+
     if plot == "default":
-        return cache_root(cache_dir) / f"demo_teams_seed{seed}.png"
-    return Path(plot).expanduser()
+        # The current folder, where a user will see it; the cache folder if it is read-only.
+        name = f"focal_demo_teams_seed{seed}.png"
+        here = Path.cwd() / name
+        if os.access(Path.cwd(), os.W_OK):
+            return here
+        log("focal demo: the current folder is not writable; the plot goes to the cache")
+        return cache_root(cache_dir) / name
+    return check_writable(Path(plot).expanduser(), name="--plot")
 
 
 def _num(x: Any) -> float | None:
@@ -625,7 +646,12 @@ def format_demo(doc: dict[str, Any]) -> str:
             f"{dr['kind'].replace('_', ' ')} {', '.join(dr['members'])}, "
             f"test accuracy {_f(dr['report_accuracy'])} ({dr['reason']}; p = {dr['p_value']:.3g})"
         )
-    out.append(f"plot: {doc['plot']}" if doc["plot"] else "plot: not written")
+    out.append(
+        f"\nplot of every team (focal diversity vs accuracy on val, recommended teams starred, "
+        f"best single model and whole pool as lines): {doc['plot']}"
+        if doc["plot"]
+        else "plot: not written"
+    )
     return "\n".join(out)
 
 
@@ -656,7 +682,11 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the data split (default 0)")
     p.add_argument("--top-k", type=int, default=5, help="number of teams to recommend")
     p.add_argument("--sizes", default="3-6", help="team sizes to consider (default 3-6)")
-    p.add_argument("--plot", metavar="PNG", help="scatter plot path (default: in the cache dir)")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="scatter plot path (default: focal_demo_teams_seed<S>.png in the current folder)",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write the scatter plot")
     p.add_argument("--refresh", action="store_true", help="retrain even if a cached pool exists")
     add_format(p)

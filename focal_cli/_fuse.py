@@ -68,13 +68,13 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action="store_true", help="per-epoch progress on stderr")
 
 
-def _add_selection(p: argparse.ArgumentParser, *, sizes: str) -> None:
+def _add_selection(p: argparse.ArgumentParser, *, sizes: str | None) -> None:
     g = p.add_argument_group("team choice")
     g.add_argument(
         "--team", metavar="NAMES",
         help="comma-separated members, or 'all'; default: the method's own choice",
     )  # fmt: skip
-    g.add_argument("--sizes", default=sizes, help=f"team sizes to consider (default {sizes})")
+    g.add_argument("--sizes", default=sizes, help="team sizes (default: 2 to min(5, M))")
     g.add_argument(
         "--objective", choices=("default", "focal", "accuracy", "fusionshot"), default=None,
         help="ranking of teams: default (0.2*focal+0.8*acc), focal, accuracy, or fusionshot "
@@ -146,7 +146,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="folder to save the fuser to")
     p.add_argument("--overwrite", action="store_true", help="replace a fuser already in DIR")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
-    _add_selection(p, sizes="2-5")
+    _add_selection(p, sizes=None)
     _add_training(p)
     _add_format(p)
 
@@ -219,7 +219,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--train-on", choices=_SPLITS, default="train", help="split to train on")
     p.add_argument("--report-on", choices=_SPLITS, default="test", help="split to report on")
     p.add_argument("--out", metavar="DIR", help="also save the trained fuser to DIR")
-    _add_selection(p, sizes="2-5")
+    _add_selection(p, sizes=None)
     _add_training(p)
     _add_format(p)
     p.set_defaults(run=cmd_topla)
@@ -282,11 +282,12 @@ def _fuser_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 
 def _objective(name: str | None):
-    if name is None:
+    """The ``--objective`` flag as an argument of :func:`focal.select` (``None``: default)."""
+    import focal
+
+    if name is None or name == "default":
         return None
     if name == "fusionshot":
-        import focal
-
         return focal.Objective(metric="focal", w_div=0.5, w_acc=0.5, size_penalty=0.1)
     return name
 
@@ -347,13 +348,17 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
 
 def _fuse_train(args: argparse.Namespace) -> int:
-    from fusers import FUSERS, choose_team, ensure_splits
-    from fusers._estimators import CONFIG_FILE
+    import ensembles
+    import focal
+    from ensembles.util import check_writable_dir
+    from fusers import FUSER_CONFIG_FILE as CONFIG_FILE
+    from fusers import FUSERS
 
     _check_seed(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
+    check_writable_dir(out, name="--out")
     if (out / CONFIG_FILE).exists():
         if not args.overwrite:
             raise UsageError(f"--out: {out} already holds a trained fuser; use --overwrite")
@@ -362,28 +367,25 @@ def _fuse_train(args: argparse.Namespace) -> int:
     params = _fuser_params(args, args.method)
     params.update(seed=args.seed, val_fraction=args.val_fraction)
     fuser = FUSERS[args.method](**params)
-    split_bundle, _ = ensure_splits(bundle, seed=args.seed, val_fraction=args.val_fraction)
+    split_bundle, _ = ensembles.ensure_splits(
+        bundle, seed=args.seed, val_fraction=args.val_fraction
+    )
     team = _team_arg(bundle, args.team)
-    selection: dict[str, Any] = {"given": True}
+    selection: dict[str, Any] | None = None  # the team was given
     if team is None:
         if args.method == "stacking":
             team = list(bundle.models)
-            selection = {"given": False, "method": "whole pool"}
+            selection = {"strategy": "whole pool"}
         else:
-            import focal
-
-            default_obj = (
-                focal.DEFAULT_OBJECTIVE
-                if args.method == "topla"
-                else focal.Objective(metric="focal", w_div=0.5, w_acc=0.5, size_penalty=0.1)
-            )
-            obj = _objective(args.objective) or default_obj
+            default = None if args.method == "topla" else _objective("fusionshot")
+            obj = _objective(args.objective) if args.objective else default
             search = args.search or ("auto" if args.method == "topla" else "ga")
-            members, selection = choose_team(
-                split_bundle.select_split("val"), objective=obj, sizes=args.sizes,
-                search=search, seed=args.seed,
+            found = focal.select(
+                split_bundle.select_split("val"), objective=obj, sizes=args.sizes, top_k=1,
+                search=focal.Genetic(seed=args.seed) if search == "ga" else search,
             )  # fmt: skip
-            team = list(members)
+            team = list(found.best.members)
+            selection = found.to_dict()
     fit_kwargs: dict[str, Any] = {"team": team}
     if args.method != "stacking":
         fit_kwargs.update(checkpoint_dir=out / "train", callback=_progress(args))
@@ -417,20 +419,22 @@ def _fuse_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any]) -> None:
+def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any], index) -> None:
     import numpy as np
 
-    from fusers._util import atomic_write_json, atomic_write_text
+    from ensembles.util import write_json_atomic as atomic_write_json
+    from ensembles.util import write_text_atomic as atomic_write_text
 
     suffix = path.suffix.lower()
-    ids = None if bundle.sample_ids is None else bundle.sample_ids.tolist()
+    # Each row's id: the bundle's sample id, else its row number in the bundle file.
+    ids = (index if bundle.sample_ids is None else bundle.sample_ids).tolist()
     if suffix == ".json":
         atomic_write_json(path, {**meta, "sample_ids": ids, "predictions": preds.tolist(),
                                  "probabilities": np.round(proba, 6).tolist()})  # fmt: skip
     elif suffix == ".csv":
         rows = ["row,sample_id,prediction"]
         for i, p in enumerate(preds.tolist()):
-            rows.append(f"{i},{'' if ids is None else ids[i]},{p}")
+            rows.append(f"{i},{ids[i]},{p}")
         atomic_write_text(path, "\n".join(rows) + "\n")
     elif suffix == ".npy":
         import io
@@ -451,23 +455,41 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _fuse_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import ensembles
+    from ensembles.util import check_writable
     from fusers import load_fuser
 
+    out = Path(args.out)
+    if out.suffix.lower() not in (".json", ".csv", ".npy"):
+        raise UsageError(
+            f"--out: unsupported file type {out.suffix or '(none)'!r}; use .json, .csv or .npy"
+        )
+    check_writable(out, name="--out")
     fuser = load_fuser(args.dir)
     bundle = _load_for(fuser, args)
-    rows = fuser._rows(bundle, args.split)
+    index = np.arange(bundle.n_samples)
+    rows = bundle
+    if args.split:
+        full, _ = ensembles.ensure_splits(
+            bundle, seed=fuser.seed, val_fraction=getattr(fuser, "val_fraction", 0.2)
+        )
+        index = np.flatnonzero(np.asarray(full.split) == args.split)
+        rows = full.select_split(args.split)
     preds = fuser.predict(rows)
     proba = fuser.predict_proba(rows)
-    accuracy = float((preds == rows.labels).mean())
+    labels = getattr(rows, "labels", None)
+    accuracy = None if labels is None else float((preds == labels).mean())
     meta = {"fuser": str(args.dir), "team": list(fuser.team_), "split": args.split,
             "n_samples": int(rows.n_samples), "accuracy": accuracy}  # fmt: skip
-    _write_predictions(Path(args.out), preds, proba, rows, meta)
+    _write_predictions(out, preds, proba, rows, meta, index)
     if args.format == "json":
         emit_json({**meta, "out": str(args.out)})
     else:
         where = f" ({args.split})" if args.split else ""
-        print(f"wrote {rows.n_samples:,} predictions{where} to {args.out}; "
-              f"accuracy {accuracy:.4f}")  # fmt: skip
+        acc = "" if accuracy is None else f"; accuracy {accuracy:.4f}"
+        print(f"wrote {rows.n_samples:,} predictions{where} to {args.out}{acc}")
     return 0
 
 
@@ -512,6 +534,10 @@ def cmd_topla(args: argparse.Namespace) -> int:
 
     _check_seed(args)
     bundle = _load(args)
+    if args.out:
+        from ensembles.util import check_writable_dir
+
+        check_writable_dir(args.out, name="--out")
     team = _team_arg(bundle, args.team)
     params = _fuser_params(args, "topla")
     result = topla(

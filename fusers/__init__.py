@@ -21,6 +21,7 @@ from typing import Any
 
 from ._baselines import baselines as baselines
 from ._baselines import batch_mean_accuracy as batch_mean_accuracy
+from ._estimators import CONFIG_FILE as FUSER_CONFIG_FILE
 from ._estimators import FUSERS as FUSERS
 from ._estimators import FusionShotFuser as FusionShotFuser
 from ._estimators import MLPFuser as MLPFuser
@@ -32,10 +33,7 @@ from ._features import answer_space as answer_space
 from ._features import choice_scores as choice_scores
 from ._features import flatten_members as flatten_members
 from ._features import valid_classes as valid_classes
-from ._splits import SplitInfo as SplitInfo
-from ._splits import ensure_splits as ensure_splits
 from ._topla import FusionResult as FusionResult
-from ._topla import choose_team as choose_team
 from ._topla import fusionshot as fusionshot
 from ._topla import topla as topla
 
@@ -63,6 +61,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FUSERS",
+    "FUSER_CONFIG_FILE",
     "MLP",
     "AnswerSpace",
     "ClassifierData",
@@ -70,7 +69,6 @@ __all__ = [
     "FusionShotFuser",
     "History",
     "MLPFuser",
-    "SplitInfo",
     "StackingFuser",
     "ToplaFuser",
     "TrainConfig",
@@ -78,8 +76,6 @@ __all__ = [
     "baselines",
     "batch_mean_accuracy",
     "choice_scores",
-    "choose_team",
-    "ensure_splits",
     "fit_classifier",
     "flatten_members",
     "fusionshot",

@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 
 import ensembles
-from ensembles import Bundle
+from ensembles import DEFAULT_VAL_FRACTION, Bundle
 from ensembles.util import InputError
-
-from ._splits import DEFAULT_VAL_FRACTION
 
 __all__ = ["baselines", "batch_mean_accuracy", "remap_splits"]
 
@@ -94,7 +92,7 @@ def baselines(
     * ``oracle_team``, ``oracle_pool``: some member right (upper bounds, not baselines).
 
     Args:
-        bundle: the cached outputs with a split (see :func:`fusers.ensure_splits`).
+        bundle: the cached outputs with a split (see :func:`ensembles.ensure_splits`).
         team: the fuser's members.
         select_on, report_on, train_on: split names.
         scores, valid_classes, C: inputs and regularisation of the stacking baseline.
@@ -114,8 +112,9 @@ def baselines(
         >>> r["best_single"]["name"], r["plurality"] < 1.0, r["stacking"]
         ('a', True, 1.0)
     """
+    from ensembles import ensure_splits
+
     from ._estimators import StackingFuser
-    from ._splits import ensure_splits
 
     b, _ = ensure_splits(bundle, seed=seed, val_fraction=val_fraction)
     team = tuple(team)

@@ -17,11 +17,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ensembles import Bundle, BundleError
+from ensembles import DEFAULT_VAL_FRACTION, Bundle, BundleError, SplitInfo, ensure_splits
 from ensembles.util import InputError
 
 from ._features import VALID_CLASSES, choice_scores, flatten_members, valid_classes
-from ._splits import DEFAULT_VAL_FRACTION, SplitInfo, ensure_splits
 from ._util import atomic_write_json, check_int, package_versions, read_json
 
 __all__ = [
@@ -303,7 +302,7 @@ class MLPFuser(_Fuser):
         valid_classes: ``"all"`` or ``"support"`` (see :func:`fusers.valid_classes`; use
             ``"support"`` for answer-frequency bundles of :func:`fusers.answer_space`).
         val_fraction: fraction of train rows moved to val when the bundle has no val rows
-            (:func:`fusers.ensure_splits`).
+            (:func:`ensembles.ensure_splits`).
         seed: seed of the weights, the shuffles and any split made here.
         checkpoint_every: epochs between training checkpoints when ``fit`` gets a folder.
 
@@ -398,7 +397,7 @@ class MLPFuser(_Fuser):
 
         Args:
             bundle: the cached outputs. Its split is used when it has train and val rows;
-                otherwise one is made with :func:`fusers.ensure_splits` (seeded by ``seed``).
+                otherwise one is made with :func:`ensembles.ensure_splits` (seeded by ``seed``).
             team: member names (or indices); default: every model of the bundle.
             checkpoint_dir: folder for resumable training checkpoints; calling ``fit`` again
                 with the same folder and settings resumes where the last call stopped.

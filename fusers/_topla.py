@@ -2,12 +2,12 @@
 
 Both follow the same protocol on explicit splits:
 
-1. **Splits** (:func:`fusers.ensure_splits`): the bundle's own train / val / test when it has
-   them; train / test only (BBH) → a seeded 20 % of train becomes val; no split (MMLU-Pro) →
-   a seeded stratified 70 / 10 / 20 split (LLM-TOPLA's MMLU protocol).
-2. **Team choice** on the ``select_on`` rows only (:func:`choose_team`): the best team by a
-   focal-diversity objective, exhaustively when the pool is small enough, else by the P2
-   search methods (beam for TOPLA, FusionShot's genetic algorithm).
+1. **Splits** (:func:`ensembles.ensure_splits`, the one split policy): the bundle's own
+   train / val / test when it has them; train / test only → a seeded 20 % of train becomes
+   val; no split → a seeded stratified 60 / 20 / 20 split.
+2. **Team choice** on the ``select_on`` rows only (:func:`focal.select`): the best team by a
+   focal-diversity objective, exhaustively when the pool is small enough, else by beam
+   search (TOPLA) or FusionShot's genetic algorithm.
 3. **Learn to ensemble** the team on the ``train_on`` rows, early stopping on the remaining
    split (``val`` by default), never training on it.
 4. **Report** on ``report_on``: the fuser's accuracy and, from the same run, every baseline of
@@ -24,120 +24,24 @@ from typing import Any
 import numpy as np
 
 import ensembles
-from ensembles import Bundle
+from ensembles import DEFAULT_VAL_FRACTION, Bundle, ensure_splits
 from ensembles.util import InputError
 
 from ._baselines import baselines, remap_splits
 from ._estimators import FUSERS, MLPFuser
-from ._splits import DEFAULT_VAL_FRACTION, ensure_splits
 from ._util import json_ready, package_versions
 
-__all__ = ["EXHAUSTIVE_LIMIT", "FusionResult", "choose_team", "fusionshot", "topla"]
-
-#: Pools with at most this many candidate teams are searched exhaustively by :func:`choose_team`.
-EXHAUSTIVE_LIMIT = 1 << 18
+__all__ = ["FusionResult", "fusionshot", "topla"]
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def _objective(objective: Any, default: Any) -> Any:
+def _choose(select_rows: Bundle, *, objective: Any, sizes: Any, search: Any, seed: int):
+    """The best team of the selection rows through :func:`focal.select` (one team)."""
     import focal
 
-    if objective is None:
-        return default
-    if isinstance(objective, focal.Objective):
-        return objective
-    if objective == "focal":
-        return focal.Objective(metric="focal", w_div=1.0, w_acc=0.0)
-    if objective == "accuracy":
-        return focal.Objective(metric="focal", w_div=0.0, w_acc=1.0)
-    if objective == "default":
-        return focal.DEFAULT_OBJECTIVE
-    raise InputError(
-        "objective: expected a focal.Objective, 'default', 'focal' or 'accuracy', "
-        f"got {objective!r}"
-    )
-
-
-def choose_team(
-    select: Bundle,
-    *,
-    objective: Any = None,
-    sizes: Any = (2, 5),
-    search: str = "auto",
-    seed: int = 0,
-) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The best team of a bundle (the selection split) by a focal-diversity objective.
-
-    Args:
-        select: the selection rows (e.g. ``val``); nothing else is looked at.
-        objective: a :class:`focal.Objective`, or ``"default"`` / ``None``
-            (:data:`focal.DEFAULT_OBJECTIVE`: 0.2·focal + 0.8·plurality accuracy, the project
-            default chosen in P2), ``"focal"`` (focal diversity alone, the pure TOPLA ranking),
-            ``"accuracy"`` (plurality accuracy alone).
-        sizes: team sizes (an int, ``(lo, hi)``, ``"2-5"``, …).
-        search: ``"exhaustive"``, ``"ga"``, ``"beam"``, ``"greedy"`` or ``"auto"``
-            (exhaustive up to :data:`EXHAUSTIVE_LIMIT` teams, else beam search).
-        seed: seed of the genetic algorithm.
-
-    Returns:
-        ``(members, info)``: the member names (bundle order) and a dict with the objective's
-        name, the method, the team's metric score, accuracy and fitness on ``select``, and the
-        number of teams evaluated. Ties go to the smaller team, then canonical order.
-
-    Raises:
-        ValueError: bad sizes, objective or search method; ``"ga"``, ``"beam"`` or
-            ``"greedy"`` when the search module of P2 is not installed.
-
-    Example:
-        >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 0, 0, 0],
-        ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
-        >>> choose_team(b, objective="focal", sizes=2)[0]
-        ('a', 'b')
-    """
-    import focal
-
-    obj = _objective(objective, focal.DEFAULT_OBJECTIVE)
-    size_tuple = focal.parse_sizes(sizes, select.n_models)
-    n_teams = focal.count_teams(select.n_models, size_tuple)
-    method = search
-    if method == "auto":
-        method = "exhaustive" if n_teams <= EXHAUSTIVE_LIMIT else "beam"
-    if method == "exhaustive":
-        masks, scores = focal.score_all(select, metric=obj.metric, sizes=size_tuple,
-                                        max_teams=None)  # fmt: skip
-        acc = ensembles.team_accuracy(select, masks, combiner=obj.combiner)
-        fit = obj.fitness(scores, acc, masks.sum(axis=1), select.n_models)
-        order = np.lexsort((np.arange(len(fit)), masks.sum(axis=1), -np.round(fit, 10)))
-        i = int(order[0])
-        mask, score, accuracy, fitness, evaluated = masks[i], scores[i], acc[i], fit[i], n_teams
-    elif method in ("ga", "beam", "greedy"):
-        try:
-            from focal._search import search as run_search
-        except ImportError:  # pragma: no cover - P2's search module missing
-            raise InputError(f"search: {method!r} needs focal._search (issue P2)") from None
-        kwargs: dict[str, Any] = {"objective": obj, "sizes": size_tuple, "top_k": 1}
-        if method == "ga":
-            kwargs["seed"] = int(seed)
-        found = run_search(select, method, **kwargs)
-        best = found.teams[0]
-        mask, score, accuracy, fitness = best.mask, best.score, best.accuracy, best.fitness
-        evaluated = found.n_evaluated
-    else:
-        raise InputError(
-            f"search: unknown method {search!r}; use auto, exhaustive, ga, beam or greedy"
-        )
-    members = tuple(m for m, keep in zip(select.models, mask, strict=True) if keep)
-    info = {
-        "objective": obj.name,
-        "method": method,
-        "sizes": list(size_tuple),
-        "n_evaluated": int(evaluated),
-        "score": float(score),
-        "accuracy": float(accuracy),
-        "fitness": float(fitness),
-    }
-    return members, json_ready(info)
+    strategy = focal.Genetic(seed=int(seed)) if search == "ga" else search
+    return focal.select(select_rows, objective=objective, sizes=sizes, top_k=1, search=strategy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +51,8 @@ class FusionResult:
     Attributes:
         method: ``"topla"`` or ``"fusionshot"``.
         team: the fused members.
-        selection: how the team was chosen (see :func:`choose_team`), or ``{"given": True}``.
+        selection: how the team was chosen (a :class:`focal.Selection` on the ``select_on``
+            rows), or ``None`` when the team was given.
         fuser: the fitted fuser (save it with ``fuser.save(folder)``).
         accuracy: the fuser's sample-level accuracy on ``report_on``.
         val_accuracy: its accuracy on the early-stopping split.
@@ -157,14 +62,14 @@ class FusionResult:
         seconds: wall-clock time of each stage.
 
     Example:
-        >>> FusionResult("topla", ("a", "b"), {}, None, 0.5, 0.5, {}, {}, {}, {}).gain_over(
+        >>> FusionResult("topla", ("a", "b"), None, None, 0.5, 0.5, {}, {}, {}, {}).gain_over(
         ...     {"best_single": {"accuracy": 0.25}})
         0.25
     """
 
     method: str
     team: tuple[str, ...]
-    selection: Mapping[str, Any]
+    selection: Any
     fuser: Any
     accuracy: float
     val_accuracy: float
@@ -195,7 +100,7 @@ class FusionResult:
             {
                 "method": self.method,
                 "team": list(self.team),
-                "selection": dict(self.selection),
+                "selection": None if self.selection is None else self.selection.to_dict(),
                 "fuser": {"class": type(fuser).__name__, "params": fuser.get_params(),
                           "training": training},
                 "accuracy": self.accuracy,
@@ -242,14 +147,15 @@ def _run(
     t0 = time.perf_counter()
     b, info = ensure_splits(bundle, seed=seed, val_fraction=val_fraction)
     if team is None:
-        members, selection = choose_team(
-            b.select_split(select_on), objective=_objective(objective, default_objective),
-            sizes=sizes, search=search or default_search, seed=seed,
+        selection = _choose(
+            b.select_split(select_on), objective=default_objective if objective is None
+            else objective, sizes=sizes, search=search or default_search, seed=seed,
         )  # fmt: skip
+        members = selection.best.members
     else:
         members = tuple(team)
         b.model_indices(members)
-        selection = {"given": True}
+        selection = None
     timings["select"] = time.perf_counter() - t0
 
     params = dict(fuser_params or {})
@@ -303,7 +209,7 @@ def topla(
     select_on: str = "val",
     train_on: str = "train",
     report_on: str = "test",
-    sizes: Any = (2, 5),
+    sizes: Any = None,
     team: Sequence[str] | None = None,
     objective: Any = None,
     search: str = "auto",
@@ -314,11 +220,11 @@ def topla(
 ) -> FusionResult:
     """LLM-TOPLA in one call: focal-diversity pruning, then learn-to-ensemble on the team.
 
-    Team choice: the best team by ``objective`` on the ``select_on`` rows. The default is the
-    project's default objective (:data:`focal.DEFAULT_OBJECTIVE`, 0.2·focal diversity +
-    0.8·plurality accuracy), chosen in P2 because focal diversity alone picks diverse but weak
-    teams on the shared bundles; ``objective="focal"`` ranks by focal diversity alone, as the
-    paper's pruning does. The team is then fused by :class:`fusers.ToplaFuser` trained on
+    Team choice: the best team by ``objective`` on the ``select_on`` rows through
+    :func:`focal.select`. The default is :class:`focal.Objective` (0.2·focal diversity +
+    0.8·plurality accuracy), because focal diversity alone picks diverse but weak teams on the
+    shared bundles; ``objective="focal"`` ranks by focal diversity alone, as the paper's
+    pruning does. The team is then fused by :class:`fusers.ToplaFuser` trained on
     ``train_on`` rows, stopping early on the remaining split, and reported on ``report_on``
     beside the baselines of :func:`fusers.baselines`, computed in the same run.
 
@@ -327,10 +233,11 @@ def topla(
         select_on: split the team is chosen on.
         train_on: split the fuser is trained on.
         report_on: split the result is reported on (must differ from the other two).
-        sizes: team sizes to consider.
+        sizes: team sizes to consider (``None``: :func:`focal.default_sizes`).
         team: skip pruning and fuse these members.
-        objective: see :func:`choose_team`.
-        search: see :func:`choose_team`.
+        objective: what :func:`focal.select` maximises: a :class:`focal.Objective`, a metric
+            name, ``"accuracy"``, or ``None`` for the default objective.
+        search: a :func:`focal.select` strategy or name (``"ga"`` is seeded with ``seed``).
         seed: seed of the splits made here, the search and the fuser.
         val_fraction: fraction of train moved to val when the bundle has no val rows.
         fuser_params: keyword arguments of :class:`fusers.ToplaFuser` (e.g. ``epochs``,
@@ -355,10 +262,8 @@ def topla(
         >>> r.team, sorted(r.baselines)[:3]
         (('a', 'b', 'c'), ['best_member', 'best_single', 'majority'])
     """
-    import focal
-
     return _run(
-        bundle, method="topla", default_objective=focal.DEFAULT_OBJECTIVE,
+        bundle, method="topla", default_objective=None,
         default_search="auto", select_on=select_on, train_on=train_on, report_on=report_on,
         sizes=sizes, team=team, objective=objective, search=search, seed=seed,
         val_fraction=val_fraction, fuser_params=fuser_params, callback=callback,
@@ -383,9 +288,9 @@ def fusionshot(
     """FusionShot in one call: genetic-algorithm team choice, then its learn-to-combine MLP.
 
     The team is chosen on ``select_on`` (FusionShot: ``val``) by the genetic algorithm of P2
-    (``focal._search``, seeded) with FusionShot's run-script fitness
-    ``0.5·focal + 0.5·plurality accuracy − 0.1·size/M`` over sizes 2…M; when the search module
-    is missing use ``search="exhaustive"``. The team is fused by
+    (:class:`focal.Genetic`, seeded) with FusionShot's run-script fitness
+    ``0.5·focal + 0.5·plurality accuracy − 0.1·size/M`` over sizes 2…M
+    (``search="exhaustive"`` is exact for small pools). The team is fused by
     :class:`fusers.FusionShotFuser` (no early stopping, best val epoch kept) and reported with
     the same baselines as :func:`topla`. Arguments are those of :func:`topla`; ``sizes=None``
     means 2…M.

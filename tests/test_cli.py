@@ -179,13 +179,14 @@ TEAM_KEYS = {"members", "size", "score", "accuracy"}
 
 
 def _check_prune_doc(doc: dict) -> None:
-    assert set(doc) == PRUNE_KEYS
+    assert PRUNE_KEYS <= set(doc)  # the contract's keys, then the rows used and the ranking
+    assert {"rows", "objective", "strategy", "best_single"} <= set(doc)
     assert isinstance(doc["metric"], str)
     for key in ("n_models", "n_samples", "n_teams_scored"):
         assert type(doc[key]) is int, key
     assert isinstance(doc["teams"], list)
     for team in doc["teams"]:
-        assert set(team) == TEAM_KEYS
+        assert TEAM_KEYS <= set(team)
         assert isinstance(team["members"], list)
         assert all(isinstance(m, str) for m in team["members"])
         assert type(team["size"]) is int and team["size"] == len(team["members"])
@@ -295,7 +296,19 @@ def _ref_ranking(arrays: dict, metric: str, sizes, samples=None):
 def test_prune_random_matches_reference(capsys, files, metric):
     arrays = _random_arrays()
     doc = run_json(
-        capsys, ["prune", files["rnd"], "--sizes", "2-5", "--top-k", "100", "--metric", metric]
+        capsys,
+        [
+            "prune",
+            files["rnd"],
+            "--split",
+            "all",
+            "--sizes",
+            "2-5",
+            "--top-k",
+            "100",
+            "--metric",
+            metric,
+        ],
     )
     _check_prune_doc(doc)
     assert doc["metric"] == metric
@@ -357,7 +370,7 @@ SCORE_KEYS = {"members", "metrics", "accuracy"}
 
 
 def _check_score_doc(doc: dict, members: list[str]) -> None:
-    assert set(doc) == SCORE_KEYS
+    assert SCORE_KEYS <= set(doc) and "rows" in set(doc)
     assert doc["members"] == members
     assert set(doc["metrics"]) == set(focal.METRICS)
     for value in doc["metrics"].values():
@@ -401,7 +414,9 @@ def test_score_random_matches_reference(capsys, files):
     arrays = _random_arrays()
     preds, labels = _argmax_preds(arrays["probs"]), arrays["labels"]
     team = [0, 2, 4]
-    doc = run_json(capsys, ["score", files["rnd"], "--team", "model_0,model_2,model_4"])
+    doc = run_json(
+        capsys, ["score", files["rnd"], "--split", "all", "--team", "model_0,model_2,model_4"]
+    )
     _check_score_doc(doc, [R_MODELS[i] for i in team])
     for name in focal.METRICS:
         ref = ref_metric(name, preds, labels, team)
@@ -641,7 +656,8 @@ def _task_without_data(tmp_path):
 
 
 def _split_bundle(tmp_path):
-    return _bad_bundle(tmp_path, split=np.array(["train"] * 4 + ["test"] * 2))
+    # Only test rows: no val rows, and no train rows to carve them from.
+    return _bad_bundle(tmp_path, split=np.array(["test"] * 6))
 
 
 def _ex(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 import ensembles
 import focal._compat_ensemblebench as eb
-from focal import Moments
+from focal.search import Moments
 
 from reference import ref_metric
 

@@ -98,7 +98,7 @@ def test_prune_equals_naive_loop(metric, data):
         naive.append((-key, pos, team, value))
     naive.sort()
     expected = naive[:top_k]
-    assert result.n_teams_scored == 26
+    assert result.n_evaluated == 26
     assert [t.members for t in result.teams] == [
         tuple(f"m{i}" for i in team) for _, _, team, _ in expected
     ]

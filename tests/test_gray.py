@@ -14,6 +14,7 @@ import pytest
 
 import ensembles
 import focal
+import focal.search
 from focal._gray import GRAY_KINDS, GrayPlan
 from focal._metrics import metric_spec
 
@@ -42,8 +43,8 @@ def _summary(result):
 def test_gray_equals_chunked_for_every_gray_metric(metric):
     bundle = _bundle(12, 60, seed=1)
     kwargs = dict(metric=metric, sizes=(2, 12), top_k=15)
-    gray = focal.prune(bundle, scan="gray", **kwargs)
-    chunked = focal.prune(bundle, scan="chunked", **kwargs)
+    gray = focal.search.exhaustive_scan(bundle, scan="gray", **kwargs)
+    chunked = focal.search.exhaustive_scan(bundle, scan="chunked", **kwargs)
     assert [t.members for t in gray.teams] == [t.members for t in chunked.teams]
     assert [t.score for t in gray.teams] == [t.score for t in chunked.teams]
 
@@ -54,15 +55,15 @@ def test_gray_equals_chunked_with_ties_and_size_subsets(sizes, seed):
     bundle = _bundle(12, 40, seed=seed, duplicates=True)
     for top_k in (1, 7, 40):
         kwargs = dict(sizes=sizes, top_k=top_k)
-        gray = focal.prune(bundle, scan="gray", **kwargs)
-        chunked = focal.prune(bundle, scan="chunked", **kwargs)
+        gray = focal.search.exhaustive_scan(bundle, scan="gray", **kwargs)
+        chunked = focal.search.exhaustive_scan(bundle, scan="chunked", **kwargs)
         assert _summary(gray) == _summary(chunked)
 
 
 @pytest.mark.parametrize("block_bits,group_steps", [(1, 1), (3, 8), (6, 64), (11, 1)])
 def test_plan_shapes_do_not_change_results(block_bits, group_steps):
     bundle = _bundle(12, 50, seed=3, duplicates=True)
-    ref = focal.prune(bundle, sizes=(2, 12), top_k=12, scan="chunked")
+    ref = focal.search.exhaustive_scan(bundle, sizes=(2, 12), top_k=12, scan="chunked")
     import jax
 
     from focal._gray import gray_groups
@@ -83,13 +84,13 @@ def test_plan_shapes_do_not_change_results(block_bits, group_steps):
 def test_gray_refuses_metrics_without_integer_statistics():
     bundle = _bundle(12, 30, seed=0)
     with pytest.raises(ValueError, match="Gray"):
-        focal.prune(bundle, metric="q_statistic", scan="gray")
+        focal.search.exhaustive_scan(bundle, metric="q_statistic", scan="gray")
 
 
 def test_checkpoint_resume_gives_the_same_top_k(tmp_path):
     bundle = _bundle(20, 80, seed=5)  # 2^20 subsets: 4 groups of 2^18
     kwargs = dict(sizes=(2, 20), top_k=10, scan="gray")
-    full = focal.prune(bundle, **kwargs)
+    full = focal.search.exhaustive_scan(bundle, **kwargs)
     ckpt = tmp_path / "scan.ckpt"
 
     calls = []
@@ -100,13 +101,13 @@ def test_checkpoint_resume_gives_the_same_top_k(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        focal.prune(
+        focal.search.exhaustive_scan(
             bundle, checkpoint=ckpt, checkpoint_every=0.0, progress=interrupt_after_two, **kwargs
         )
     assert ckpt.exists()
     with np.load(ckpt) as z:
         assert int(z["next_unit"]) == 2 < GrayPlan(20).n_groups
-    resumed = focal.prune(bundle, checkpoint=ckpt, **kwargs)
+    resumed = focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **kwargs)
     assert _summary(resumed) == _summary(full)
 
 
@@ -114,7 +115,7 @@ def test_checkpoint_of_chunked_scan_and_mismatch(tmp_path):
     bundle = _bundle(8, 50, seed=2)
     ckpt = tmp_path / "c.npz"
     kwargs = dict(sizes=(2, 8), top_k=5, scan="chunked", chunk_size=16)
-    full = focal.prune(bundle, **kwargs)
+    full = focal.search.exhaustive_scan(bundle, **kwargs)
     calls = []
 
     def stop(done, total):
@@ -123,20 +124,20 @@ def test_checkpoint_of_chunked_scan_and_mismatch(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        focal.prune(bundle, checkpoint=ckpt, checkpoint_every=0.0, progress=stop, **kwargs)
-    assert _summary(focal.prune(bundle, checkpoint=ckpt, **kwargs)) == _summary(full)
+        focal.search.exhaustive_scan(bundle, checkpoint=ckpt, checkpoint_every=0.0, progress=stop, **kwargs)
+    assert _summary(focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **kwargs)) == _summary(full)
     with pytest.raises(ValueError, match="another scan"):
-        focal.prune(bundle, checkpoint=ckpt, **{**kwargs, "top_k": 6})
+        focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **{**kwargs, "top_k": 6})
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="checkpoint: cannot read"):
-        focal.prune(bundle, checkpoint=ckpt, **kwargs)
+        focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **kwargs)
 
 
 _SHARDED = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    import jax, ensembles, focal
+    import jax, ensembles, focal, focal.search
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 70)
     preds = np.where(rng.random((13, 70)) < 0.6, labels, rng.integers(-1, 3, (13, 70)))
@@ -144,7 +145,7 @@ _SHARDED = textwrap.dedent(
     b = ensembles.Bundle.create(models=[f"m{i}" for i in range(13)], labels=labels, preds=preds)
     out = {"n_devices": len(jax.devices())}
     for metric in ("focal", "focal_fleiss_kappa"):
-        r = focal.prune(b, metric=metric, sizes=(2, 13), top_k=20, scan="gray")
+        r = focal.search.exhaustive_scan(b, metric=metric, sizes=(2, 13), top_k=20, scan="gray")
         out[metric] = [[list(t.members), t.score] for t in r.teams]
     print(json.dumps(out))
     """
@@ -177,13 +178,13 @@ _MULTIHOST = textwrap.dedent(
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2,
                                process_id=int(sys.argv[2]))
     import numpy as np
-    import ensembles, focal
+    import ensembles, focal, focal.search
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 70)
     preds = np.where(rng.random((13, 70)) < 0.6, labels, rng.integers(-1, 3, (13, 70)))
     preds[5] = preds[4]
     b = ensembles.Bundle.create(models=[f"m{i}" for i in range(13)], labels=labels, preds=preds)
-    r = focal.prune(b, sizes=(2, 13), top_k=20, scan="gray")
+    r = focal.search.exhaustive_scan(b, sizes=(2, 13), top_k=20, scan="gray")
     print(json.dumps({"processes": jax.process_count(), "local": jax.local_device_count(),
                       "focal": [[list(t.members), t.score] for t in r.teams]}))
     """

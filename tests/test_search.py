@@ -19,19 +19,34 @@ import pytest
 
 import ensembles
 import focal
+import focal.search
 from focal import _search
 from focal._metrics import metric_spec, team_statistics
 from focal._search import (
-    SEARCH_METHODS,
     GeneticSearch,
-    SearchResult,
     beam,
     bitmasks,
     exhaustive_objective,
     genetic,
     greedy,
-    search,
 )
+from focal._types import Selection as SearchResult
+
+# The objective the golden values below were computed with (FusionShot's 0.5 / 0.5).
+FS = focal.Objective(w_div=0.5, w_acc=0.5)
+
+
+def search(bundle, method, *, beam_width=16, seed=0, objective=FS, **kwargs):
+    """A strategy by name, through the one entry point :func:`focal.select`."""
+    strategy = {
+        "exhaustive": focal.Exhaustive(),
+        "greedy": focal.Greedy(),
+        "beam": focal.Beam(width=beam_width),
+        "ga": focal.Genetic(seed=seed),
+        "hq": focal.HQ(),
+    }.get(method, method)
+    return focal.select(bundle, objective=objective, search=strategy, **kwargs)
+
 
 # One metric per kernel kind and weighting (baseline / focal, oracle / label level).
 INCREMENTAL_METRICS = [
@@ -175,7 +190,7 @@ def test_greedy_trajectory(seed):
     for prev, nxt in zip(traj, traj[1:], strict=False):
         assert set(prev.members) < set(nxt.members)
     # Each step takes the best extension (direct scoring, canonical order on ties).
-    all_pairs = [t for t in exhaustive_objective(bundle, sizes=2, top_k=100).teams]
+    all_pairs = [t for t in exhaustive_objective(bundle, sizes=2, top_k=100, objective=FS).teams]
     assert traj[0].members == all_pairs[0].members
     for prev, nxt in zip(traj, traj[1:], strict=False):
         ext = np.repeat(prev.mask[None], bundle.n_models, axis=0)
@@ -198,7 +213,7 @@ def test_greedy_trajectory(seed):
 
 def test_greedy_returns_only_requested_sizes():
     bundle = _bundle(8, 100, seed=4)
-    res = greedy(bundle, sizes=[3, 5], top_k=20)
+    res = greedy(bundle, sizes=[3, 5], top_k=20, objective=FS)
     assert {t.size for t in res.teams} <= {3, 5}
     assert [t.size for t in res.trajectory] == [2, 3, 4, 5]
 
@@ -220,16 +235,16 @@ def test_wide_beam_equals_exhaustive(metric, sizes):
 
 def test_beam_width_one_is_greedy():
     bundle = _bundle(10, 100, seed=6)
-    a = greedy(bundle, sizes=(2, 6), top_k=10)
-    b = beam(bundle, sizes=(2, 6), beam_width=1, top_k=10)
+    a = greedy(bundle, sizes=(2, 6), top_k=10, objective=FS)
+    b = beam(bundle, sizes=(2, 6), beam_width=1, top_k=10, objective=FS)
     assert _summary(a) == _summary(b)
     assert [t.members for t in a.trajectory] == [t.members for t in b.trajectory]
 
 
 def test_beam_is_at_least_as_good_as_greedy_per_size():
     bundle = _bundle(12, 150, seed=8)
-    g = greedy(bundle, sizes=(2, 6))
-    b = beam(bundle, sizes=(2, 6), beam_width=8)
+    g = greedy(bundle, sizes=(2, 6), objective=FS)
+    b = beam(bundle, sizes=(2, 6), beam_width=8, objective=FS)
     for tg, tb in zip(g.trajectory, b.trajectory, strict=True):
         assert tb.fitness >= tg.fitness - 1e-12
 
@@ -271,8 +286,8 @@ def test_ga_restricted_sizes_optimum_and_invalid_never_scored(monkeypatch):
         return direct(self, masks)
 
     monkeypatch.setattr(_search._Evaluator, "direct_scores", spy)
-    ref = exhaustive_objective(bundle, sizes=(3, 4), top_k=1)
-    res = genetic(bundle, sizes=(3, 4), seed=0)
+    ref = exhaustive_objective(bundle, sizes=(3, 4), top_k=1, objective=FS)
+    res = genetic(bundle, sizes=(3, 4), seed=0, objective=FS)
     assert res.params["init"] == "sizes"
     assert res.teams[0].fitness == pytest.approx(ref.teams[0].fitness, abs=1e-12)
     all_scored = np.concatenate(scored)
@@ -283,9 +298,9 @@ def test_ga_restricted_sizes_optimum_and_invalid_never_scored(monkeypatch):
 def test_ga_deterministic_and_seed_dependent():
     bundle = _bundle(12, 150, seed=40)
     kwargs = dict(generations=40, saturate=None, top_k=10)
-    a = genetic(bundle, seed=7, **kwargs)
-    b = genetic(bundle, seed=7, **kwargs)
-    c = genetic(bundle, seed=8, **kwargs)
+    a = genetic(bundle, seed=7, **kwargs, objective=FS)
+    b = genetic(bundle, seed=7, **kwargs, objective=FS)
+    c = genetic(bundle, seed=8, **kwargs, objective=FS)
     assert _summary(a) == _summary(b)
     assert a.history == b.history and a.n_evaluated == b.n_evaluated
     assert a.params == b.params
@@ -308,7 +323,7 @@ def test_ga_memoised_and_bounded(monkeypatch):
 
     monkeypatch.setattr(_search._Evaluator, "accuracy", spy)
     pop, gens = 100, 120
-    res = genetic(bundle, population=pop, generations=gens, saturate=None, seed=3)
+    res = genetic(bundle, population=pop, generations=gens, saturate=None, seed=3, objective=FS)
     keys = bitmasks(np.concatenate(seen))
     assert len(np.unique(keys)) == len(keys) == res.n_evaluated
     assert res.params["generations_run"] == gens
@@ -320,7 +335,7 @@ def test_ga_memoised_and_bounded(monkeypatch):
 
 def test_ga_saturation_stops_early():
     bundle = _bundle(12, 150, seed=2)
-    res = genetic(bundle, generations=1000, saturate=10, seed=0)
+    res = genetic(bundle, generations=1000, saturate=10, seed=0, objective=FS)
     run = res.params["generations_run"]
     assert run < 1000
     hist = res.history
@@ -329,7 +344,7 @@ def test_ga_saturation_stops_early():
 
 def test_ga_faithful_no_mutation_runs():
     bundle = _bundle(12, 150, seed=9)
-    res = genetic(bundle, mutation_rate=0.0, init="uniform", generations=50, seed=1)
+    res = genetic(bundle, mutation_rate=0.0, init="uniform", generations=50, seed=1, objective=FS)
     assert res.params["mutation_rate"] == 0.0
     assert len(res.teams) == 10
 
@@ -394,7 +409,7 @@ def test_results_distinct_sorted_and_json_ready(method):
     fit = np.round([t.fitness for t in res.teams], 10)
     assert all(a >= b for a, b in zip(fit, fit[1:], strict=False))
     doc = json.loads(res.to_json())
-    assert doc["method"] == method and doc["objective"] == focal.Objective().name
+    assert doc["strategy"] == method and doc["objective"] == FS.name
     nan_team = [t for t in doc["teams"] if t["members"] == ["m0", "m1"]]
     assert nan_team and nan_team[0]["score"] is None and nan_team[0]["fitness"] is None
     assert res.n_evaluated >= len(res.teams)
@@ -402,36 +417,36 @@ def test_results_distinct_sorted_and_json_ready(method):
 
 def test_search_dispatch():
     bundle = _bundle(6, 50, seed=1)
-    assert set(SEARCH_METHODS) >= {"exhaustive", "greedy", "beam", "ga"}
+    assert set(focal.search.STRATEGIES) >= {"exhaustive", "greedy", "beam", "ga", "hq"}
     with pytest.raises(ValueError, match="greedy, beam, ga"):
         search(bundle, "annealing")
     assert _summary(search(bundle, "beam", sizes=(2, 4), beam_width=3)) == _summary(
-        beam(bundle, sizes=(2, 4), beam_width=3)
+        beam(bundle, sizes=(2, 4), beam_width=3, objective=FS)
     )
-    # objective=None (what the CLI passes for the metric ranking) means Objective().
+    # objective=None means Objective(), the default of focal.select.
     assert search(bundle, "greedy", objective=None, sizes=3).objective == focal.Objective().name
 
 
 def test_hq_through_search():
     bundle = _bundle(7, 60, seed=2)
     res = search(bundle, "hq", sizes=(2, 3), top_k=3)
-    assert res.method == "hq" and 1 <= len(res.teams) <= 3
+    assert res.strategy == "hq" and 1 <= len(res.teams) <= 3
     assert {t.size for t in res.teams} <= {2, 3}
 
 
 def test_exhaustive_refuses_large_requests():
     bundle = _bundle(10, 30, seed=0)
     with pytest.raises(ValueError, match="budget"):
-        exhaustive_objective(bundle, sizes=(2, 10), max_teams=100)
+        exhaustive_objective(bundle, sizes=(2, 10), max_teams=100, objective=FS)
     with pytest.raises(ValueError, match="top-k"):
-        greedy(bundle, top_k=0)
+        greedy(bundle, top_k=0, objective=FS)
 
 
 # ---------------------------------------------------------------------------------- real data
 @functools.lru_cache(maxsize=1)
 def _mmlu(path: str) -> tuple[ensembles.Bundle, SearchResult]:
     bundle = ensembles.load_bundle(path)
-    return bundle, exhaustive_objective(bundle, sizes=(2, 4), top_k=5)
+    return bundle, exhaustive_objective(bundle, sizes=(2, 4), top_k=5, objective=FS)
 
 
 GOLDEN_SIZE3 = {"Meta-Llama-3_1-70B-Instruct", "gemini-1.5-flash-002", "gemini-1.5-pro-002"}
@@ -439,14 +454,14 @@ GOLDEN_SIZE3 = {"Meta-Llama-3_1-70B-Instruct", "gemini-1.5-flash-002", "gemini-1
 
 def test_mmlu_golden_fitness(shared_data):
     bundle, _ = _mmlu(str(shared_data("mmlu_pro_29llm.npz")))
-    best3 = exhaustive_objective(bundle, sizes=3, top_k=1).teams[0]
+    best3 = exhaustive_objective(bundle, sizes=3, top_k=1, objective=FS).teams[0]
     assert set(best3.members) == GOLDEN_SIZE3
     assert best3.fitness == pytest.approx(0.454457, abs=1e-6)
     assert best3.score == pytest.approx(0.212188, abs=1e-6)
-    best2 = exhaustive_objective(bundle, sizes=2, top_k=1).teams[0]
+    best2 = exhaustive_objective(bundle, sizes=2, top_k=1, objective=FS).teams[0]
     assert set(best2.members) == {"DeepSeek-Coder-V2", "gemini-1.5-pro-002"}
     assert best2.fitness == pytest.approx(0.438658, abs=1e-6)
-    assert set(beam(bundle, sizes=3, beam_width=16).teams[0].members) == GOLDEN_SIZE3
+    assert set(beam(bundle, sizes=3, beam_width=16, objective=FS).teams[0].members) == GOLDEN_SIZE3
 
 
 @pytest.mark.parametrize(
