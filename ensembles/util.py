@@ -124,7 +124,8 @@ def write_json_atomic(path: str | os.PathLike[str], doc: Any, *, indent: int | N
 
 
 def jsonable(value: Any) -> Any:
-    """A strict-JSON-ready copy: NaN/inf become ``None``, NumPy values become Python values.
+    """A strict-JSON-ready copy: NaN/inf become ``None``, NumPy values become Python values,
+    objects with a ``to_dict()`` method become that dict.
 
     Example:
         >>> import numpy as np
@@ -133,6 +134,8 @@ def jsonable(value: Any) -> Any:
     """
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        return jsonable(value.to_dict())
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):

@@ -348,7 +348,7 @@ def hq_search(
 
     Returns:
         A :class:`focal.Selection` (strategy ``hq``); ``params`` holds the HQ variant, the
-        number of candidates and the HQ run's own report (``params["hq"]``).
+        number of candidates and the HQ run itself (``params["hq"]``, an :class:`HQResult`).
 
     Example:
         >>> b = ensembles.Bundle.create(models=["a", "b", "c", "d", "e"], labels=[0] * 8,
@@ -418,5 +418,5 @@ def hq_search(
         n_evaluated=hq.n_teams_scored,
         sizes=size_tuple,
         seconds=time.perf_counter() - start,
-        params={"variant": hq.variant, "n_candidates": int(len(cand)), "hq": hq.to_dict()},
+        params={"variant": hq.variant, "n_candidates": int(len(cand)), "hq": hq},
     )

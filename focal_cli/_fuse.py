@@ -557,8 +557,8 @@ def cmd_topla(args: argparse.Namespace) -> int:
         return 0
     sel = doc["selection"]
     chosen = (
-        "given" if sel.get("given") else
-        f"{sel['method']} search by {sel['objective']} on {args.select_on}"
+        "given" if sel is None else
+        f"{sel['strategy']} search by {sel['objective']} on {args.select_on}"
     )  # fmt: skip
     print(f"LLM-TOPLA team ({chosen}): {', '.join(result.team)}")
     tr = doc["fuser"]["training"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ensembles
+import focal
 import fusers
 from ensembles import Bundle
 from fusers._baselines import remap_splits
@@ -93,23 +94,23 @@ def test_remap_splits_and_batch_mean():
 def test_topla_pipeline(bundle):
     r = fusers.topla(bundle, sizes=(2, 3), fuser_params={"epochs": 15})
     assert isinstance(r.fuser, fusers.ToplaFuser) and 2 <= len(r.team) <= 3
-    assert r.selection["method"] == "exhaustive"
+    assert r.selection.strategy == "exhaustive"
     assert r.accuracy == r.fuser.score(bundle, split="test")
     doc = r.to_dict()
     assert doc["settings"]["select_on"] == "val" and doc["splits"]["source"] == "bundle"
     assert set(doc["baselines"]) >= {"best_single", "plurality", "majority", "soft",
                                       "stacking", "pool_plurality"}  # fmt: skip
     # choosing the team looks at the selection split only
-    team, info = fusers.choose_team(bundle.select_split("val"), sizes=(2, 3))
-    assert team == r.team and info["fitness"] == r.selection["fitness"]
+    split_bundle, _ = ensembles.ensure_splits(bundle, seed=0)
+    sel = focal.select(split_bundle.select_split("val"), sizes=(2, 3), top_k=1)
+    assert sel.best.members == r.team and sel.best.fitness == r.selection.best.fitness
     given = fusers.topla(bundle, team=["a", "b"], fuser_params={"epochs": 2})
-    assert given.team == ("a", "b") and given.selection == {"given": True}
+    assert given.team == ("a", "b") and given.selection is None
     with pytest.raises(ValueError, match="both 'test'"):
         fusers.topla(bundle, select_on="test", report_on="test")
 
 
 def test_fusionshot_pipeline_uses_the_ga(bundle):
-    pytest.importorskip("focal._search")
     r = fusers.fusionshot(bundle, fuser_params={"epochs": 5}, seed=1)
-    assert r.selection["method"] == "ga" and isinstance(r.fuser, fusers.FusionShotFuser)
-    assert "size/M" in r.selection["objective"]
+    assert r.selection.strategy == "ga" and isinstance(r.fuser, fusers.FusionShotFuser)
+    assert "size/M" in r.selection.objective

@@ -46,7 +46,7 @@ def test_train_predict_evaluate_round_trip(capsys, bundle_path, tmp_path):
     assert status == 0, err
     doc = json.loads(text)
     assert doc["method"] == "topla" and 2 <= len(doc["team"]) <= 3
-    assert doc["splits"]["source"] == "seeded" and doc["selection"]["method"] == "exhaustive"
+    assert doc["splits"]["source"] == "seeded" and doc["selection"]["strategy"] == "exhaustive"
     fuser = fusers.load_fuser(out)
     bundle = ensembles.load_bundle(bundle_path)
 

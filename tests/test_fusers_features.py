@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
-import ensembles
 from ensembles import Bundle, BundleError
 from fusers import (
     answer_space,
     choice_scores,
-    ensure_splits,
     flatten_members,
     valid_classes,
 )
@@ -98,26 +94,3 @@ def _bundle(n: int = 40, split=None) -> Bundle:
     return Bundle.create(models=["a", "b"], labels=y, preds=np.stack([y, y[::-1]]), split=split)
 
 
-def test_ensure_splits_rules():
-    b, info = ensure_splits(_bundle(), seed=3)
-    assert info.source == "seeded" and info.sizes == {"train": 28, "val": 4, "test": 8}
-    tt = np.array(["train"] * 30 + ["test"] * 10)
-    c, info = ensure_splits(_bundle(split=tt), seed=1, val_fraction=0.2)
-    assert info.source == "bundle+val" and info.sizes == {"train": 24, "val": 6, "test": 10}
-    assert (c.split[30:] == "test").all()  # test rows untouched
-    again, _ = ensure_splits(_bundle(split=tt), seed=1, val_fraction=0.2)
-    assert np.array_equal(again.split, c.split)  # seeded, reproducible
-    d, info = ensure_splits(c, seed=99)
-    assert info.source == "bundle" and d is c
-    with pytest.raises(BundleError, match="no 'train' rows"):
-        ensure_splits(_bundle(split=["test"] * 40))
-    with pytest.raises(ValueError, match="val_fraction"):
-        ensure_splits(_bundle(split=tt), val_fraction=1.5)
-
-
-def test_random_split_matches_ensembles():
-    b = _bundle(100)
-    ours, _ = ensure_splits(b, seed=5)
-    ref = ensembles.with_random_split(b, fractions=(0.7, 0.1, 0.2), seed=5)
-    assert np.array_equal(ours.split, ref.split)
-    assert math.isclose((ours.split == "train").mean(), 0.7)

@@ -46,7 +46,6 @@ def test_public_names():
 MODULES = [
     "fusers",
     "fusers._util",
-    "fusers._splits",
     "fusers._features",
     "fusers._checkpoint",
     "fusers._mlp",

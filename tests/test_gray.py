@@ -124,8 +124,12 @@ def test_checkpoint_of_chunked_scan_and_mismatch(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        focal.search.exhaustive_scan(bundle, checkpoint=ckpt, checkpoint_every=0.0, progress=stop, **kwargs)
-    assert _summary(focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **kwargs)) == _summary(full)
+        focal.search.exhaustive_scan(
+            bundle, checkpoint=ckpt, checkpoint_every=0.0, progress=stop, **kwargs
+        )
+    assert _summary(focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **kwargs)) == _summary(
+        full
+    )
     with pytest.raises(ValueError, match="another scan"):
         focal.search.exhaustive_scan(bundle, checkpoint=ckpt, **{**kwargs, "top_k": 6})
     ckpt.write_bytes(b"not a checkpoint")

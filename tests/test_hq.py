@@ -193,29 +193,29 @@ def test_hq_search_ranks_selected_teams_by_objective(pool6):
     obj = Objective(w_div=0.6, w_acc=0.4)
     res = hq_search(pool6, objective=obj, top_k=5, prune_rate=0.2, target_size=4)
     assert len(res.masks) == 5
+    hq = res.params["hq"]
     union = set()
-    for r in res.hq.metrics.values():
+    for r in hq.metrics.values():
         union |= set(_tuples(r.selected.masks))
-    assert res.n_candidates == len(union)
+    assert res.params["n_candidates"] == len(union)
     assert set(_tuples(res.masks)) <= union
+    fitness = np.array([t.fitness for t in res.teams])
     fit_all = obj(pool6, np.array([[i in t for i in range(6)] for t in sorted(union)]))
-    assert res.fitness[0] == pytest.approx(fit_all.max())
-    assert np.all(np.diff(res.fitness) <= 1e-12)
-    np.testing.assert_allclose(res.fitness, obj(pool6, res.masks))
-    doc = json.loads(res.to_prune_result(pool6).to_json())
-    assert set(doc) == {"metric", "n_models", "n_samples", "n_teams_scored", "teams"}
-    assert [tuple(t["members"]) for t in doc["teams"]] == list(res.members)
-    json.dumps(res.to_dict(), allow_nan=False)
-    # The record shape a search dispatcher reads (members, size, score, accuracy, fitness, mask).
+    assert fitness[0] == pytest.approx(fit_all.max())
+    assert np.all(np.diff(fitness) <= 1e-12)
+    np.testing.assert_allclose(fitness, obj(pool6, res.masks))
+    doc = json.loads(res.to_json())
+    assert {"metric", "n_models", "n_samples", "n_teams_scored", "teams"} <= set(doc)
+    assert doc["strategy"] == "hq" and doc["params"]["hq"]["target_size"] == hq.target_size
+    assert [tuple(t["members"]) for t in doc["teams"]] == [t.members for t in res.teams]
     team = res.teams[0]
-    assert team.members == res.members[0] and team.size == len(team.members)
-    assert team.fitness == pytest.approx(res.fitness[0]) and team.mask.shape == (6,)
-    assert res.n_evaluated == res.hq.n_teams_scored and res.seconds >= 0
+    assert team.size == len(team.members) and team.mask.shape == (6,)
+    assert res.n_evaluated == hq.n_teams_scored and res.seconds >= 0
 
 
 def test_hq_search_sizes_restrict_and_set_the_target(pool6):
     res = hq_search(pool6, sizes=(2, 3), top_k=50)
-    assert res.hq.target_size == 3
+    assert res.params["hq"].target_size == 3
     assert set(res.masks.sum(axis=1).tolist()) <= {2, 3}
     only3 = hq_search(pool6, sizes=3, top_k=50)
     assert set(only3.masks.sum(axis=1).tolist()) == {3}
@@ -227,7 +227,7 @@ def test_bundle_without_probs_uses_plurality():
     preds = np.where(rng.random((5, 40)) < 0.6, labels, rng.integers(0, 3, (5, 40)))
     bundle = ensembles.Bundle.create(models=list("abcde"), labels=labels, preds=preds)
     res = hq_search(bundle, top_k=2)
-    assert res.hq.combiner == "plurality" and len(res.members) == 2
+    assert res.params["hq"].combiner == "plurality" and len(res.teams) == 2
 
 
 def test_end_to_end_on_scikit_learn_pool(breast_cancer_pool):
@@ -241,7 +241,7 @@ def test_end_to_end_on_scikit_learn_pool(breast_cancer_pool):
             assert r.selected.random_statistics.n_teams == r.selected.n_teams
         json.dumps(res.to_dict(), allow_nan=False)
     top = hq_search(select, top_k=3)
-    assert len(top.members) == 3
+    assert len(top.teams) == 3
 
 
 def test_end_to_end_on_bbh_task(shared_data):
@@ -255,4 +255,4 @@ def test_end_to_end_on_bbh_task(shared_data):
         assert r.levels[0].n_pruned == 1
         assert r.selected.n_teams + len(r.pruned_masks) + sum(lv.n_skipped for lv in r.levels) == 25
     top = hq_search(train, top_k=2)
-    assert len(top.members) == 2
+    assert len(top.teams) == 2

@@ -122,7 +122,6 @@ def test_with_probs_bundle() -> None:
         (float("inf"), 0, 0),
         ("a", "b", "c"),
         0.5,
-        None,
     ],
 )
 def test_bad_fractions(fractions) -> None:
@@ -142,3 +141,35 @@ def test_numpy_integer_seed_and_fraction_rounding() -> None:
     b = _bundle(np.arange(10) % 2)
     a = with_random_split(b, seed=np.int64(4), fractions=(0.7, 0.2, 0.1 + 1e-9))
     assert np.array_equal(a.split, with_random_split(b, seed=4, fractions=(0.7, 0.2, 0.1)).split)
+
+
+# ------------------------------------------------------------------------ the one split policy
+def test_default_fractions_are_the_one_policy() -> None:
+    import ensembles
+
+    b = _bundle(np.arange(100) % 4)
+    a = ensembles.with_random_split(b, seed=3)
+    c = ensembles.with_random_split(b, fractions=ensembles.DEFAULT_FRACTIONS, seed=3)
+    assert np.array_equal(a.split, c.split)
+    s, info = ensembles.ensure_splits(b, seed=3)
+    assert np.array_equal(s.split, a.split)
+    assert info.source == "seeded" and info.sizes == {"train": 60, "val": 20, "test": 20}
+
+
+def test_ensure_splits_rules() -> None:
+    import ensembles
+
+    labels = np.arange(20) % 2
+    keep = _bundle(labels, split=["train"] * 10 + ["val"] * 5 + ["test"] * 5)
+    out, info = ensembles.ensure_splits(keep, seed=0)
+    assert out is keep and info.source == "bundle"
+    only_val_test = _bundle(labels, split=["val"] * 10 + ["test"] * 10)
+    assert ensembles.ensure_splits(only_val_test)[1].source == "bundle"
+    carve = _bundle(labels, split=["train"] * 15 + ["test"] * 5)
+    out, info = ensembles.ensure_splits(carve, seed=1)
+    assert info.source == "bundle+val" and info.sizes == {"train": 12, "val": 3, "test": 5}
+    assert (out.split[15:] == "test").all()  # test rows are never touched
+    again, _ = ensembles.ensure_splits(carve, seed=1)
+    assert np.array_equal(again.split, out.split)
+    with pytest.raises(BundleError, match="neither val rows nor train rows"):
+        ensembles.ensure_splits(_bundle(labels, split=["test"] * 20))
