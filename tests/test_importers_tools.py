@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ensembles
 from ensembles import BundleError, from_alpaca_eval, from_lm_eval, from_table
@@ -382,3 +384,45 @@ def test_bad_tables_one_line(tmp_path, case) -> None:
     with pytest.raises(BundleError) as ei:
         from_table(p, **kwargs)
     assert _one_line(ei, *needles).startswith(str(p))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(2, 4),
+    st.integers(1, 8),
+    st.data(),
+)
+def test_tables_wide_and_long_agree(tmp_path, m, n, data) -> None:
+    cell = st.one_of(st.just(float("nan")), st.floats(0, 1), st.sampled_from([0.0, 1.0]))
+    q = np.array(data.draw(st.lists(cell, min_size=m * n, max_size=m * n))).reshape(m, n)
+    if np.isnan(q).all():
+        q[0, 0] = 1.0
+    names = [f"m{i}" for i in range(m)]
+    wide = tmp_path / f"w{m}_{n}.csv"
+    lines = ["sample," + ",".join(names)]
+    lines += [f"s{j}," + ",".join("" if np.isnan(v) else repr(float(v)) for v in q[:, j])
+              for j in range(n)]  # fmt: skip
+    wide.write_text("\n".join(lines) + "\n")
+    long = tmp_path / f"l{m}_{n}.jsonl"
+    rows = [{"model": names[i], "sample": f"s{j}", "score": None if np.isnan(q[i, j]) else q[i, j]}
+            for j in range(n) for i in range(m)]  # fmt: skip
+    long.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    a, b = from_table(wide), from_table(long)
+    assert a.models == b.models == tuple(names)
+    assert a.sample_ids.tolist() == b.sample_ids.tolist() == [f"s{j}" for j in range(n)]
+    assert np.array_equal(a.quality, q, equal_nan=True)
+    assert np.array_equal(b.quality, q, equal_nan=True)
+
+
+def test_lm_eval_resps_only_and_list_target(tmp_path) -> None:
+    runs = {}
+    for model, lls in (("a", [[-1.0, -2.0], [-3.0, -1.0]]), ("b", [[-2.0, -1.0], [-1.0, -2.0]])):
+        rows = [
+            {"doc_id": d, "target": [1], "resps": [[[v, False]] for v in ll]}
+            for d, ll in enumerate(lls)
+        ]
+        runs[model] = _write_jsonl(tmp_path / model / "samples_x_2024-01-01T00-00-00.0.jsonl", rows)
+    b = from_lm_eval(runs)
+    assert b.labels.tolist() == [1, 1] and b.preds.tolist() == [[0, 1], [1, 0]]
