@@ -82,7 +82,8 @@ def from_lm_eval(
     tasks = set()
     for name, path in named:
         file, task_name = _samples_file(Path(path), task)
-        tasks.add(task_name)
+        if task_name is not None:
+            tasks.add(task_name)
         logs.append((name, file, _read_log(file, filter)))
     if len(tasks) > 1:
         raise BundleError(
@@ -96,7 +97,7 @@ def from_lm_eval(
         )
     doc_ids = _aligned_ids(logs, common_only)
     names = [n for n, _, _ in logs]
-    task_name = tasks.pop()
+    task_name = tasks.pop() if tasks else None
     if kinds == {"choice"}:
         if metric is not None or threshold is not None:
             raise BundleError(
@@ -133,15 +134,16 @@ def _named_runs(runs: Any) -> list[tuple[str, PathLike]]:
     return pairs
 
 
-def _samples_file(path: Path, task: str | None) -> tuple[Path, str]:
+def _samples_file(path: Path, task: str | None) -> tuple[Path, str | None]:
     if not path.exists():
         raise BundleError(f"{path}: no such file or folder")
     if path.is_file():
         m = _SAMPLES_NAME.match(path.name)
-        name = m.group("task") if m else path.stem.removeprefix("samples_")
-        if task is not None and m and name != task:
-            raise BundleError(f"{path}: holds task {name!r}, not {task!r}")
-        return path, task or name
+        if m is None:  # a renamed file: its task is unknown
+            return path, task
+        if task is not None and m.group("task") != task:
+            raise BundleError(f"{path}: holds task {m.group('task')!r}, not {task!r}")
+        return path, m.group("task")
     found: dict[str, list[tuple[str, Path]]] = {}
     for f in sorted(path.rglob("samples_*.jsonl")):
         m = _SAMPLES_NAME.match(f.name)

@@ -423,6 +423,7 @@ def test_lm_eval_resps_only_and_list_target(tmp_path) -> None:
             {"doc_id": d, "target": [1], "resps": [[[v, False]] for v in ll]}
             for d, ll in enumerate(lls)
         ]
-        runs[model] = _write_jsonl(tmp_path / model / "samples_x_2024-01-01T00-00-00.0.jsonl", rows)
+        runs[model] = _write_jsonl(tmp_path / f"{model}.jsonl", rows)  # renamed files
     b = from_lm_eval(runs)
     assert b.labels.tolist() == [1, 1] and b.preds.tolist() == [[0, 1], [1, 0]]
+    assert b.task is None
