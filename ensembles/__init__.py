@@ -17,6 +17,10 @@ from ._combiners import combine as combine
 from ._combiners import team_accuracy as team_accuracy
 from ._importers import from_jsonl as from_jsonl
 from ._importers import from_sklearn as from_sklearn
+from ._importers_alpaca import from_alpaca_eval as from_alpaca_eval
+from ._importers_alpaca import from_alpaca_eval_judged as from_alpaca_eval_judged
+from ._importers_lmeval import from_lm_eval as from_lm_eval
+from ._importers_table import from_table as from_table
 from ._io import list_tasks as list_tasks
 from ._io import load_bundle as load_bundle
 from ._io import load_tasks as load_tasks
@@ -40,8 +44,12 @@ __all__ = [
     "Bundle",
     "BundleError",
     "combine",
+    "from_alpaca_eval",
+    "from_alpaca_eval_judged",
     "from_jsonl",
+    "from_lm_eval",
     "from_sklearn",
+    "from_table",
     "list_tasks",
     "load_bundle",
     "load_tasks",

@@ -1,4 +1,4 @@
-"""Combiners (consensus rules) and batched team accuracy (CONTRACT §5, ALGORITHMS §4.3 and §6).
+"""Combiners (consensus rules) and batched team accuracy.
 
 A *team* is a set of members of a bundle. Its fused prediction on a sample is decided by one of
 the rules in :data:`COMBINERS`; ``-1`` means the rule gives no answer (counted as wrong).
@@ -100,7 +100,9 @@ def combine(
 
     Raises:
         ValueError: unknown combiner, empty team, duplicate or out-of-range member, bad weights.
-        BundleError: unknown model name, or ``soft`` voting on a bundle without ``probs``.
+        BundleError: unknown model name, ``soft`` voting on a bundle without ``probs``, or an
+            open-ended bundle (only ``quality``: voting needs class predictions). An unlabeled
+            bundle is fine: only predictions are computed.
 
     Example:
         >>> import ensembles
@@ -150,7 +152,8 @@ def team_accuracy(
     Raises:
         ValueError: unknown combiner, malformed team array, empty team, bad weights or
             ``chunk_size``.
-        BundleError: unknown model name, or ``soft`` voting on a bundle without ``probs``.
+        BundleError: unknown model name, ``soft`` voting on a bundle without ``probs``, a
+            bundle without labels, or an open-ended bundle.
 
     Example:
         >>> import ensembles
@@ -162,6 +165,7 @@ def team_accuracy(
         [0.25]
     """
     _check_bundle(bundle)
+    bundle.require_labels("team accuracy")
     masks = _team_masks(bundle, teams)
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
@@ -176,6 +180,11 @@ def team_accuracy(
 def _check_bundle(bundle: Any) -> None:
     if not isinstance(bundle, Bundle):
         raise TypeError(f"bundle: expected an ensembles.Bundle, got {type(bundle).__name__}")
+    if bundle.quality is not None:
+        raise BundleError(
+            "combiner: voting needs labels and class predictions; this open-ended bundle has "
+            "only 'quality': use a router (one member's output per sample) instead"
+        )
 
 
 def _check_combiner(combiner: Any) -> str:
@@ -348,6 +357,13 @@ def _cached(bundle: Bundle) -> dict[str, Any]:
     return entry
 
 
+def _labels_or_zeros(bundle: Bundle) -> np.ndarray:
+    """The labels, or zeros for an unlabeled bundle (only predictions are asked of it then)."""
+    if bundle.labels is None:
+        return np.zeros(bundle.n_samples, dtype=np.int64)
+    return bundle.labels
+
+
 def _one_hot(bundle: Bundle) -> np.ndarray:
     """(M, N, C) one-hot votes, no abstain category (an abstention is an all-zero row)."""
     c = bundle.n_classes
@@ -391,7 +407,7 @@ def _run(
     if combiner in ("plurality", "majority"):
         if "onehot32" not in cache:
             cache["onehot32"] = jnp.asarray(_one_hot(bundle), dtype=jnp.float32)
-            cache["labels32"] = jnp.asarray(bundle.labels, dtype=jnp.int32)
+            cache["labels32"] = jnp.asarray(_labels_or_zeros(bundle), dtype=jnp.int32)
         mode = "count" if combiner == "plurality" else "majority"
         return _chunked(
             masks, cache["onehot32"], cache["labels32"], np.float32, mode, chunk, reduce
@@ -410,7 +426,7 @@ def _run(
             x = jnp.asarray(w[:, None, None] * base, dtype=jnp.float64)
             mode = "sum"
         if "labels64" not in cache:
-            cache["labels64"] = jnp.asarray(bundle.labels, dtype=jnp.int64)
+            cache["labels64"] = jnp.asarray(_labels_or_zeros(bundle), dtype=jnp.int64)
         return _chunked(masks, x, cache["labels64"], np.float64, mode, chunk, reduce)
 
 

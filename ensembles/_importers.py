@@ -22,11 +22,13 @@ __all__ = ["from_jsonl", "from_sklearn"]
 def from_sklearn(
     estimators: Mapping[str, Any] | Sequence[Any],
     X: Any,
-    y: Any,
+    y: Any = None,
     *,
     names: Sequence[str] | None = None,
     split: Any = None,
+    sample_ids: Any = None,
     n_classes: int | None = None,
+    prediction: str = "predict",
     task: str | None = None,
 ) -> Bundle:
     """A bundle of the outputs of fitted classifiers on ``X``.
@@ -35,16 +37,24 @@ def from_sklearn(
     (``classes_``) placed at those class indices in the global class space ``0..C-1``; an
     estimator without ``predict_proba`` (e.g. ``RidgeClassifier``, ``SVC(probability=False)``)
     contributes the one-hot of ``predict(X)``. ``decision_function`` is never used. The bundle
-    therefore always has ``probs``, and ``preds`` is their argmax (lowest index on ties).
+    therefore always has ``probs``. Each model's hard prediction (``preds``) is its own
+    ``predict(X)`` by default, which is what the model would answer when used alone; for some
+    estimators it differs from the argmax of ``predict_proba`` (e.g. ``SVC(probability=True)``,
+    whose probabilities come from a separate calibration). ``prediction="argmax"`` uses the
+    argmax of the scores instead (lowest index on ties).
 
     Args:
         estimators: ``{name: fitted classifier}``, or a sequence of fitted classifiers.
         X: the samples, anything the estimators accept (array, sparse matrix, DataFrame).
-        y: integer labels in ``[0, C)``, one per row of ``X``.
+        y: integer labels in ``[0, C)``, one per row of ``X``; omit (``None``) for new,
+            unlabeled data (e.g. to apply a fitted fuser).
         names: model names for a sequence of estimators; default: the class names, with
             ``_2``, ``_3``, ... appended to repeats. Not allowed with a mapping.
         split: optional ``train``/``val``/``test`` per sample.
+        sample_ids: optional id per sample (kept through splits and into fuser outputs).
         n_classes: ``C``; default: one more than the largest label or estimator class.
+        prediction: ``"predict"`` (each model's ``predict(X)``) or ``"argmax"`` (argmax of
+            its scores).
         task: optional task name of the bundle.
 
     Returns:
@@ -64,19 +74,27 @@ def from_sklearn(
         >>> b.models, b.probs.shape
         (('LogisticRegression', 'RidgeClassifier'), (2, 150, 3))
     """
+    if prediction not in ("predict", "argmax"):
+        raise BundleError(f"prediction: expected 'predict' or 'argmax', got {prediction!r}")
     pairs = _named_estimators(estimators, names)
-    labels = np.asarray(y)
-    if labels.ndim != 1:
-        raise BundleError(f"y: must be 1-D, got shape {labels.shape}")
-    n = labels.shape[0]
     rows = _n_rows(X)
-    if rows is not None and rows != n:
-        raise BundleError(f"X: has {rows} rows but y has {n} labels")
+    labels = None
+    if y is not None:
+        labels = np.asarray(y)
+        if labels.ndim != 1:
+            raise BundleError(f"y: must be 1-D, got shape {labels.shape}")
+        n = labels.shape[0]
+        if rows is not None and rows != n:
+            raise BundleError(f"X: has {rows} rows but y has {n} labels")
+    elif rows is None:
+        raise BundleError("X: cannot tell its number of rows; pass y or an array-like X")
+    else:
+        n = rows
 
     classes = [_classes_of(name, est) for name, est in pairs]
     if n_classes is None:
         top = max([int(c.max()) for c in classes if c.size] + [-1])
-        if labels.size and labels.dtype.kind in "iu":
+        if labels is not None and labels.size and labels.dtype.kind in "iu":
             top = max(top, int(labels.max()))
         n_classes = top + 1
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
@@ -89,8 +107,10 @@ def from_sklearn(
             )
 
     probs = np.zeros((len(pairs), n, n_classes), dtype=np.float64)
+    preds = np.zeros((len(pairs), n), dtype=np.int64)
     for m, ((name, est), cls) in enumerate(zip(pairs, classes, strict=True)):
-        if hasattr(est, "predict_proba"):
+        has_proba = hasattr(est, "predict_proba")
+        if has_proba:
             out = _call(name, est, "predict_proba", X)
             if out.ndim != 2 or out.shape != (n, cls.size):
                 raise BundleError(
@@ -100,7 +120,8 @@ def from_sklearn(
             if out.dtype.kind not in "fiub":
                 raise BundleError(f"estimators[{name!r}]: predict_proba gave dtype {out.dtype}")
             probs[m][:, cls] = out
-        else:
+            preds[m] = predictions_from_scores(probs[m])
+        if not has_proba or prediction == "predict":
             pred = _call(name, est, "predict", X)
             if pred.shape != (n,):
                 raise BundleError(
@@ -111,13 +132,17 @@ def from_sklearn(
                 raise BundleError(
                     f"estimators[{name!r}]: predict gave classes outside [0, {n_classes})"
                 )
-            probs[m, np.arange(n), pred] = 1.0
+            preds[m] = pred
+            if not has_proba:
+                probs[m, np.arange(n), pred] = 1.0
     return Bundle.create(
         models=[name for name, _ in pairs],
         labels=labels,
         probs=probs,
+        preds=preds,
         n_classes=n_classes,
         split=split,
+        sample_ids=sample_ids,
         task=task,
     )
 
@@ -248,7 +273,7 @@ def from_jsonl(path: str | os.PathLike[str], *, task: str | None = None) -> Bund
 
     Raises:
         BundleError: one line naming the file and the line number (1-based) for bad JSON or a
-            malformed record, or the key for a bundle-level problem (CONTRACT §1).
+            malformed record, or the key for a bundle-level problem.
 
     Example:
         >>> import tempfile, pathlib

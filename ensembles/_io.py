@@ -1,7 +1,9 @@
-"""Read and write bundles as ``.npz`` files (CONTRACT §1).
+"""Read and write bundles as ``.npz`` files (the format is described in ``docs/bundle.md``).
 
-A *single-task* file holds the keys of CONTRACT §1 at the top level (``models``, ``labels``,
-``probs`` and/or ``preds``, optional ``split``, ``sample_ids``, ``groups``). A *multi-task* file
+A *single-task* file holds the bundle keys at the top level: ``models``; ``labels`` (optional:
+omitted for unlabeled outputs); ``probs`` and/or ``preds``, or ``quality`` with an optional
+scalar ``threshold`` for an open-ended bundle; optional ``split``, ``sample_ids``, ``groups``.
+A *multi-task* file
 has a ``tasks`` key listing task names and one bundle per task under the prefix ``TASK/``
 (``TASK/labels``, ``TASK/probs``, ...); ``models`` may be stored once at the top level, shared by
 every task, or per task as ``TASK/models`` (the per-task array wins when both exist).
@@ -48,15 +50,25 @@ from typing import Any
 
 import numpy as np
 
-from ._bundle import Bundle, BundleError
+from ._bundle import Bundle, BundleError, predictions_from_scores
 from .util import write_atomic
 
 __all__ = ["list_tasks", "load_bundle", "load_tasks", "save_bundle", "save_tasks"]
 
 PathLike = str | os.PathLike[str]
 
-#: Keys of a single bundle (CONTRACT §1).
-_CONTRACT_KEYS = ("models", "labels", "probs", "preds", "split", "sample_ids", "groups")
+#: Keys of a single bundle.
+_CONTRACT_KEYS = (
+    "models",
+    "labels",
+    "probs",
+    "preds",
+    "quality",
+    "threshold",
+    "split",
+    "sample_ids",
+    "groups",
+)
 #: Non-strict aliases: file key -> contract key.
 _ALIASES = {
     "scores": "probs",
@@ -88,7 +100,7 @@ def load_bundle(path: PathLike, *, task: str | None = None, strict: bool = False
     Raises:
         BundleError: one line naming the file, the key and the problem: missing or unreadable
             file, not an ``.npz`` archive, corrupt or truncated data, pickled object arrays,
-            missing keys, wrong dtypes or shapes, invalid values (CONTRACT §1), unknown task, or
+            missing keys, wrong dtypes or shapes, invalid values, unknown task, or
             (strict mode) unknown keys and aliases.
 
     Example:
@@ -193,8 +205,10 @@ def load_tasks(path: PathLike, *, strict: bool = False) -> dict[str, Bundle]:
 def save_bundle(bundle: Bundle, path: PathLike) -> None:
     """Write one bundle as a single-task ``.npz`` file, atomically.
 
-    Only contract keys are written: ``models``, ``labels``, ``probs`` when present, otherwise
-    ``preds`` (predictions derive from ``probs``, so they are not stored twice), and ``split``,
+    Only bundle keys are written: ``models``; ``labels`` when the bundle has them; ``probs`` when
+    present, and ``preds`` when there are no ``probs`` or the predictions differ from their
+    argmax (otherwise they derive from ``probs`` and are not stored twice); for an open-ended
+    bundle ``quality`` and ``threshold`` instead of labels and outputs; and ``split``,
     ``sample_ids``, ``groups`` when present. Strings are stored as unicode arrays, never object
     arrays (an object-dtype ``sample_ids``/``groups`` array is converted to a typed array, or to
     strings when its values are mixed). The data go to a temporary file in the same directory,
@@ -435,14 +449,14 @@ class _Archive:
             else:
                 shared = " (and no shared top-level 'models')" if task is not None else ""
                 raise self.fail(prefix + "models", f"missing{shared}")
-        if "labels" not in source:
-            raise self.fail(prefix + "labels", "missing")
-        if "probs" not in source and "preds" not in source:
-            raise self.fail(prefix + "probs", "missing: a bundle needs 'probs' or 'preds'")
+        if "probs" not in source and "preds" not in source and "quality" not in source:
+            raise self.fail(
+                prefix + "probs", "missing: a bundle needs 'probs', 'preds' or 'quality'"
+            )
 
         kwargs: dict[str, Any] = {"task": task}
         kwargs["models"] = self.strings(source["models"])
-        for name in ("labels", "probs", "sample_ids", "groups"):
+        for name in ("labels", "probs", "quality", "threshold", "sample_ids", "groups"):
             if name in source:
                 kwargs[name] = self.get(source[name])
         if "preds" in source:
@@ -501,11 +515,18 @@ def _bundle_arrays(bundle: Bundle, *, prefix: str, with_models: bool) -> dict[st
     out: dict[str, np.ndarray] = {}
     if with_models:
         out[prefix + "models"] = np.array(bundle.models, dtype=str)
-    out[prefix + "labels"] = np.asarray(bundle.labels)
-    if bundle.probs is not None:
-        out[prefix + "probs"] = np.asarray(bundle.probs)
+    if bundle.quality is not None:
+        out[prefix + "quality"] = np.asarray(bundle.quality)
+        out[prefix + "threshold"] = np.asarray(bundle.threshold, dtype=np.float64)
     else:
-        out[prefix + "preds"] = np.asarray(bundle.preds)
+        if bundle.labels is not None:
+            out[prefix + "labels"] = np.asarray(bundle.labels)
+        if bundle.probs is not None:
+            out[prefix + "probs"] = np.asarray(bundle.probs)
+        if bundle.probs is None or not np.array_equal(
+            bundle.preds, predictions_from_scores(bundle.probs)
+        ):
+            out[prefix + "preds"] = np.asarray(bundle.preds)
     if bundle.split is not None:
         out[prefix + "split"] = np.asarray(bundle.split).astype(str)
     for name in ("sample_ids", "groups"):

@@ -357,7 +357,7 @@ BAD_CONTENT = {
     "labels out of range": ({"labels": np.array([0, 1, 3, 1])}, "labels"),
     "labels negative": ({"labels": np.array([0, -1, 2, 1])}, "labels"),
     "labels float": ({"labels": np.array([0.5, 1, 2, 1])}, "labels"),
-    "labels missing": ({"labels": None}, "labels"),
+    "labels missing, no outputs": ({"labels": None, "probs": None}, "probs"),
     "probs wrong N": ({"probs": np.ones((3, 5, 3))}, "probs"),
     "probs wrong M": ({"probs": np.ones((2, 4, 3))}, "probs"),
     "probs 2-D": ({"probs": np.ones((3, 4))}, "probs"),
@@ -374,8 +374,8 @@ BAD_CONTENT = {
     "models numeric": ({"models": np.array([1, 2, 3])}, "models"),
     "models missing": ({"models": None}, "models"),
     "models empty name": ({"models": np.array(["a", "", "c"])}, "models"),
-    "preds disagree with probs": (
-        {"preds": np.array([[0, 1, 2, 2], [1, -1, 2, 1], [1, 1, 2, 0]])},
+    "preds out of range with probs": (
+        {"preds": np.array([[0, 1, 2, 3], [1, -1, 2, 1], [1, 1, 2, 0]])},
         "preds",
     ),
     "preds wrong shape": ({"preds": np.zeros((3, 3), dtype=int)}, "preds"),

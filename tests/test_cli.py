@@ -785,8 +785,8 @@ BAD_INPUTS = [
     ),
     ("preds-booleans", lambda t: _bad_bundle(t, preds=np.array(EX_PREDS) > 0), ["info", "{b}"]),
     (
-        "preds-disagree-with-probs",
-        lambda t: _bad_bundle(t, probs=np.ones((3, 6, 3))),
+        "quality-out-of-range",
+        lambda t: _bad_bundle(t, labels=None, preds=None, probs=None, quality=np.full((3, 6), 1.5)),
         ["info", "{b}"],
     ),
     ("split-not-strings", lambda t: _bad_bundle(t, split=np.arange(6)), ["info", "{b}"]),
