@@ -195,7 +195,10 @@ def with_random_split(
     n = bundle.n_samples
     targets = _largest_remainder(n * frac)
 
-    _, inverse, counts = np.unique(bundle.labels, return_inverse=True, return_counts=True)
+    # Stratify by class where there are classes (open-ended bundles stratify by correctness of
+    # nothing: an unlabeled or judged bundle is shuffled).
+    strata = bundle.labels if bundle.has_labels else np.zeros(bundle.n_samples, dtype=np.int64)
+    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     needed = math.ceil(1.0 / frac[frac > 0].min() - _FRACTION_TOL)
     split = np.empty(n, dtype=f"<U{max(map(len, SPLIT_NAMES))}")

@@ -48,6 +48,8 @@ class Moments:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Moments:
         """Moments of a bundle's predictions on all of its samples."""
+        if bundle.labels is None:
+            bundle.require_labels("diversity scores")
         return cls(bundle.preds, bundle.labels, bundle.n_classes)
 
     # ------------------------------------------------------------------ oracle level

@@ -58,6 +58,14 @@ class Objective:
                 f"choose from {', '.join(ensembles.COMBINERS)}"
             )
 
+    def check(self, bundle: Bundle) -> None:
+        """Refuse, in one line, an objective with an accuracy term on an open-ended bundle."""
+        if bundle.is_open_ended and not self.metric_only:
+            raise InputError(
+                f"objective: {self.name} needs vote accuracy, which an open-ended bundle does not "
+                "have (its outputs are judged, not voted); rank by a metric alone"
+            )
+
     @classmethod
     def diversity(cls, metric: str = "focal") -> Objective:
         """Rank by the diversity ``metric`` alone (in its direction).
@@ -87,6 +95,7 @@ class Objective:
     def components(self, bundle: Bundle, masks: Any) -> dict[str, np.ndarray]:
         """Diversity score, accuracy and fitness of a batch of (B, M) masks."""
         masks = np.asarray(masks, dtype=bool)
+        self.check(bundle)
         sizes = masks.sum(axis=1)
         ok = sizes >= 2
         score = np.full(len(masks), np.nan)

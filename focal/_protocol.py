@@ -17,6 +17,7 @@ from ensembles import Bundle, BundleError
 from ensembles.util import InputError, jsonable
 
 from ._objective import Objective
+from ._scoring import vote_accuracy
 from ._types import Selection, Team
 
 __all__ = [
@@ -151,7 +152,7 @@ def report_teams(select: Bundle, report: Bundle, masks: Any) -> tuple[dict[str, 
         raise BundleError("models: the selection and report bundles differ in their models")
     if not len(masks):
         return ()
-    rep = ensembles.team_accuracy(report, masks)
+    rep = vote_accuracy(report, masks)
     soft = (
         ensembles.team_accuracy(report, masks, combiner="soft")
         if report.probs is not None
@@ -180,8 +181,8 @@ def baselines(select: Bundle, report: Bundle) -> tuple[dict[str, Any], dict[str,
         "report_accuracy": float(report.accuracies()[best]),
     }
     pool = {
-        "accuracy": float(ensembles.team_accuracy(select, everyone)[0]),
-        "report_accuracy": float(ensembles.team_accuracy(report, everyone)[0]),
+        "accuracy": float(vote_accuracy(select, everyone)[0]),
+        "report_accuracy": float(vote_accuracy(report, everyone)[0]),
         "report_soft_accuracy": None
         if report.probs is None
         else float(ensembles.team_accuracy(report, everyone, combiner="soft")[0]),

@@ -40,6 +40,7 @@ __all__ = [
     "score_all",
     "score_team",
     "score_teams",
+    "vote_accuracy",
 ]
 
 #: Refuse exhaustive requests above this many teams unless ``max_teams`` is raised.
@@ -69,6 +70,21 @@ def _chunk_size(spec_kind: str, focal: bool, n_models: int, n_samples: int, larg
     chunk = max(256, min(1 << 16, _CHUNK_ELEMENTS // max(width, 1)))
     chunk = 1 << (chunk.bit_length() - 1)
     return max(1, min(chunk, 1 << max(0, (largest - 1).bit_length())))
+
+
+def vote_accuracy(bundle: Bundle, masks: Any, combiner: str = "plurality") -> np.ndarray:
+    """Vote accuracy of (B, M) team masks; NaN for an open-ended bundle (no labels to vote on).
+
+    Example:
+        >>> import ensembles
+        >>> b = ensembles.Bundle.create(models=["a", "b"], labels=[0, 1], preds=[[0, 1], [0, 0]])
+        >>> vote_accuracy(b, [[True, True]]).tolist()
+        [1.0]
+    """
+    masks = np.asarray(masks, dtype=bool).reshape(-1, bundle.n_models)
+    if bundle.is_open_ended:
+        return np.full(len(masks), np.nan)
+    return np.asarray(ensembles.team_accuracy(bundle, masks, combiner=combiner), dtype=np.float64)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -149,8 +165,8 @@ def score_team(bundle: Bundle, team: Sequence[str] | Sequence[int]) -> dict[str,
         name: _finite_or_none(float(score_teams(bundle, mask, metric=name)[0])) for name in METRICS
     }
     accuracy = {
-        "plurality": float(ensembles.team_accuracy(bundle, mask, combiner="plurality")[0]),
-        "majority": float(ensembles.team_accuracy(bundle, mask, combiner="majority")[0]),
+        "plurality": _finite_or_none(float(vote_accuracy(bundle, mask, "plurality")[0])),
+        "majority": _finite_or_none(float(vote_accuracy(bundle, mask, "majority")[0])),
         "soft": None
         if bundle.probs is None
         else float(ensembles.team_accuracy(bundle, mask, combiner="soft")[0]),
@@ -394,7 +410,7 @@ def _power_of_two_devices() -> list:
 
 def _result(bundle, spec, size_tuple, n_teams, top: TopK) -> Selection:
     masks = _decode(top.sizes, top.ranks, bundle.n_models)
-    accuracy = ensembles.team_accuracy(bundle, masks, combiner="plurality") if len(masks) else []
+    accuracy = vote_accuracy(bundle, masks, "plurality") if len(masks) else []
     # Re-score the winners through one fixed kernel: scans fuse the final ratio differently
     # (per scan kind and device count), which can move the last bit; reported scores don't.
     scores = score_teams(bundle, masks, metric=spec.name) if len(masks) else top.scores
@@ -484,6 +500,11 @@ def pareto_prune(
     masks, scores = score_all(
         bundle, metric=metric, sizes=sizes, max_teams=max_teams, progress=progress
     )
+    if bundle.is_open_ended:
+        raise InputError(
+            "objective: the Pareto front needs vote accuracy, which an open-ended bundle does not "
+            "have; rank by a metric alone"
+        )
     accuracy = ensembles.team_accuracy(bundle, masks)
     front = pareto_front(spec.sign * scores, accuracy)
     if top_k is not None:

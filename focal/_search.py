@@ -119,6 +119,7 @@ def _resolve(bundle: Bundle, objective: Objective | None, sizes: Any) -> tuple:
     obj = Objective() if objective is None else objective
     if not isinstance(obj, Objective):
         raise TypeError(f"objective: expected a focal.Objective, got {type(obj).__name__}")
+    obj.check(bundle)
     return obj, parse_sizes(sizes, bundle.n_models)
 
 

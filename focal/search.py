@@ -24,6 +24,7 @@ from ._protocol import report_teams as report_teams
 from ._scoring import exhaustive_scan as exhaustive_scan
 from ._scoring import pareto_front as pareto_front
 from ._scoring import pareto_prune as pareto_prune
+from ._scoring import vote_accuracy as vote_accuracy
 from ._search import GAState as GAState
 from ._search import GeneticSearch as GeneticSearch
 from ._search import beam as beam
@@ -57,4 +58,5 @@ __all__ = [
     "protocol_splits",
     "report_teams",
     "resolve_sizes",
+    "vote_accuracy",
 ]

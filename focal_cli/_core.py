@@ -480,6 +480,8 @@ def pool_summary(bundle) -> dict[str, Any]:
     corr = np.eye(m)
     for (i, j), r in zip(pairs, rho, strict=True):
         corr[i, j] = corr[j, i] = r
+    from focal.search import vote_accuracy
+
     full = np.ones((1, m), dtype=bool)
     abstain = (bundle.preds < 0).mean(axis=1)
     return {
@@ -496,7 +498,7 @@ def pool_summary(bundle) -> dict[str, Any]:
         ],
         "oracle_accuracy": bundle.oracle_accuracy(),
         "pool_accuracy": {
-            "plurality": float(ensembles.team_accuracy(bundle, full, combiner="plurality")[0]),
+            "plurality": float(vote_accuracy(bundle, full)[0]),
             "soft": None
             if bundle.probs is None
             else float(ensembles.team_accuracy(bundle, full, combiner="soft")[0]),

@@ -92,5 +92,3 @@ def _bundle(n: int = 40, split=None) -> Bundle:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, n)
     return Bundle.create(models=["a", "b"], labels=y, preds=np.stack([y, y[::-1]]), split=split)
-
-
