@@ -1,10 +1,10 @@
 """EnsembleBench FQ selection (CVPR'21) as an explicit, seeded compatibility mode.
 
 This module reproduces the *focal-diversity (FQ) team selection pipeline* of EnsembleBench
-(ALGORITHMS.md §5.3) and its baselines (§5.4), EQ consensus and team statistics (§5.6). It is an
-opt-in corner (STYLE.md §1): the library's default selection path is :func:`focal.prune`; this
+(docs/compat.md) and its baselines, EQ consensus and team statistics. It is an
+opt-in corner: the library's default selection path is :func:`focal.select`; this
 code exists so that the published CVPR'21 / HQ-Ensemble numbers can be approached, and every
-reference-code quirk that those numbers depend on is a keyword switch (ALGORITHMS.md §8):
+reference-code quirk that those numbers depend on is a keyword switch (docs/compat.md):
 
 ============================  ==========================  ==================================
 switch                        faithful (``faithful=True``)  fixed (default)
@@ -30,7 +30,7 @@ Randomness: the subsampled estimator draws, for each focal member ``f``, ``n_dra
 metric. The reference reseeds a global RNG inside its metric calls, or consumes one global stream
 in hash-seed-dependent order, so its exact draws cannot be reproduced bit for bit; only the
 estimator's distribution is. A draw is a multiplicity vector over the samples, and metrics on a
-draw are the weighted closed forms of ALGORITHMS.md §3.1 with those weights.
+draw are the weighted closed forms of docs/metrics.md with those weights.
 
 Leakage: EnsembleBench computes diversity, thresholds, KMeans features, weights and tie-breaks on
 the *test* set. Here every choice uses ``bundle_select`` only; statistics are reported on
@@ -140,7 +140,7 @@ _FIXED = {
 
 @dataclasses.dataclass(frozen=True)
 class FQOptions:
-    """Every switch of the FQ compatibility pipeline (ALGORITHMS §5.3, §8), resolved.
+    """Every switch of the FQ compatibility pipeline (docs/compat.md), resolved.
 
     Build with :meth:`resolve`; see the module docstring for what each switch does.
 
@@ -233,14 +233,14 @@ class FQOptions:
 def weighted_moments(
     moments: Moments | Bundle, weights: Any, *, label_level: bool = False
 ) -> dict[str, np.ndarray]:
-    """Moments of the error matrix under arbitrary integer sample weights (ALGORITHMS §3.1).
+    """Moments of the error matrix under arbitrary integer sample weights (docs/metrics.md).
 
     Generalises :meth:`focal.Moments.weighted` from its two fixed weightings (all ones, and
     ``E[f, :]`` per member) to any stack of weight vectors, e.g. the multiplicities of
     with-replacement draws.
 
     Args:
-        moments: a :class:`focal.Moments` (or a bundle, whose moments are built).
+        moments: a :class:`focal.search.Moments` (or a bundle, whose moments are built).
         weights: non-negative sample weights, shape ``(n_weights, n_samples)`` or
             ``(n_samples,)``; integer-valued for the κ degenerate rules to be exact.
         label_level: also return ``AG`` and ``U`` (for Cohen's and Fleiss' κ).
@@ -385,7 +385,7 @@ def focal_values(
     ``N_f`` is empty.
 
     Args:
-        bundle: the selection bundle (or its :class:`focal.Moments`).
+        bundle: the selection bundle (or its :class:`focal.search.Moments`).
         masks: ``(B, M)`` boolean team masks (each team ≥ 2 members).
         metric: an EnsembleBench code of :data:`EB_METRICS`.
         estimator: ``"exact"`` or ``"subsample"``.
@@ -610,7 +610,7 @@ def mean_std_threshold(accuracy: Any, metric: Any, *, k: float = 1.0) -> float:
 def one_third_threshold(metric: Any) -> float:
     """The "one third" threshold, fixed: the value at position ``⌈n/3⌉`` of the **sorted**
     metric (clipped to the last position). The reference returns an element of the unsorted
-    array (ALGORITHMS §8 #7). Not used by the FQ pipeline.
+    array (docs/compat.md). Not used by the FQ pipeline.
 
     Example:
         >>> one_third_threshold([0.9, 0.1, 0.5, 0.3, 0.7, 0.2])
@@ -626,7 +626,7 @@ def member_weights(accuracies: Any, *, mode: str = "rank") -> np.ndarray:
     """Weights of a team's members (in index order) from their individual accuracies.
 
     ``"argsort"`` (faithful): the member at position p gets ``argsort(a)[p]`` — the inverse
-    permutation of the rank, not the rank (ALGORITHMS §5.3 step 4; stable sort). ``"rank"``:
+    permutation of the rank, not the rank (docs/compat.md; stable sort). ``"rank"``:
     0-based ascending accuracy rank (ties by position). ``"uniform"``: all ones.
 
     Example:
@@ -651,7 +651,7 @@ def member_weights(accuracies: Any, *, mode: str = "rank") -> np.ndarray:
 # ============================================================================ statistics
 @dataclasses.dataclass(frozen=True)
 class TeamStatistics:
-    """Statistics of a set of teams on one bundle (ALGORITHMS §5.6; ``getNTeamStatistics``).
+    """Statistics of a set of teams on one bundle (docs/compat.md; ``getNTeamStatistics``).
 
     Attributes:
         n_teams: number of teams.
@@ -741,7 +741,7 @@ def team_statistics(
     combiner: str = "auto",
     round_targets: bool = False,
 ) -> TeamStatistics:
-    """Statistics of a set of teams on an evaluation bundle (ALGORITHMS §5.6).
+    """Statistics of a set of teams on an evaluation bundle (docs/compat.md).
 
     Args:
         bundle_eval: the bundle to report on (normally a split not used for selection).
@@ -772,7 +772,7 @@ def team_statistics(
 def random_selection(
     candidates: Any, n_teams: int, *, seed: int | np.random.Generator = 0
 ) -> np.ndarray:
-    """A uniformly random set of ``n_teams`` distinct teams among ``candidates`` (the §5.6
+    """A uniformly random set of ``n_teams`` distinct teams among ``candidates`` (the
     random-selection baseline), in the candidates' order.
 
     The reference draws with replacement (``np.random.choice``) from the global RNG; this draws
@@ -859,7 +859,7 @@ class FQResult:
         n_teams_scored: teams scored per metric.
         combiner: the combiner actually used (``"auto"`` resolved).
         selected: ``{code: TeamSelection}``, FQ selection per metric (union over sizes).
-        baselines: ``{code: TeamSelection}``, mean-threshold baseline per metric (§5.4).
+        baselines: ``{code: TeamSelection}``, mean-threshold baseline per metric.
         eq_metrics: the metrics whose selections the EQ consensus intersects.
         eq: the EQ consensus teams (top by selection accuracy), or ``None``.
         eval_split: ``"selection"`` when statistics were computed on the selection bundle
@@ -1025,7 +1025,7 @@ class _Pool:
                     yield size, f, rows
 
     def scaled(self, code: str) -> np.ndarray:
-        """(B, M) values min-max scaled within each (focal, size) group (§5.3 step 3)."""
+        """(B, M) values min-max scaled within each (focal, size) group."""
         vals = self.values(code)
         out = np.full_like(vals, np.nan)
         for _, f, rows in self.groups():
@@ -1074,7 +1074,7 @@ def _better(x: np.ndarray, thr: float, sign_convention: str) -> np.ndarray:
 
 
 def _focal_filter(pool: _Pool, code: str) -> np.ndarray:
-    """(B, M) survivors of the per-focal KMeans/mean filter (§5.3 step 3)."""
+    """(B, M) survivors of the per-focal KMeans/mean filter."""
     o = pool.options
     vals = pool.values(code)
     keep = np.zeros(vals.shape, dtype=bool)
@@ -1145,11 +1145,11 @@ def fq_scores(
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     **options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FQ scores of every team, without any filter (§5.3 steps 1, 2, the scaling of step 3, 4).
+    """FQ scores of every team, without any filter.
 
     Per-focal values on each member's negatives, min-max scaled within each (focal, size)
     group, then the member-weighted mean over the team's members. In the main convention lower
-    is more diverse. HQ-Ensemble (:func:`focal.hq_select`) prunes on these scores.
+    is more diverse. HQ-Ensemble (:func:`focal.compat.hq_select`) prunes on these scores.
 
     Args:
         bundle_select: the selection bundle.
@@ -1269,7 +1269,7 @@ def baseline_select(
     faithful: bool = False,
     **options: Any,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Mean-threshold selection on the baseline metrics (ALGORITHMS §5.4).
+    """Mean-threshold selection on the baseline metrics (docs/compat.md).
 
     For each metric over all teams of ``sizes`` (default 2..M, the full team included as in
     the reference): ``thr = mean(score)``; select ``score < round(thr, 3)`` in the main
@@ -1315,7 +1315,7 @@ def fq_select(
 ) -> FQResult:
     """EnsembleBench's FQ team selection (CVPR'21) as an explicit compatibility mode.
 
-    Pipeline (ALGORITHMS §5.3), for each metric code:
+    Pipeline (docs/compat.md), for each metric code:
 
     1. Team accuracy on ``bundle_select`` with soft voting (``combiner="auto"``); option
        ``acc_source="negatives"`` (DP-Ensemble) uses the mean over members f of the team's
@@ -1327,9 +1327,9 @@ def fq_select(
        values (``member_weights``); keep ``FQ < kmeans_center_threshold`` (dev: ``>``).
     5. The selection of a metric is the union over sizes.
 
-    Also: the mean-threshold baselines of §5.4 (``baselines``), the EQ consensus (the
+    Also: the mean-threshold baselines (``baselines``), the EQ consensus (the
     ``n_eq_metrics`` metrics whose selections hold the most accurate team, intersected, best
-    ``eq_top`` teams by selection accuracy; the reference ranks with test accuracy), and §5.6
+    ``eq_top`` teams by selection accuracy; the reference ranks with test accuracy), and the
     statistics of every selection on ``bundle_eval`` with a seeded random-selection baseline.
 
     Args:
@@ -1341,7 +1341,7 @@ def fq_select(
             baselines. Results are deterministic for a given seed.
         bundle_eval: bundle the statistics are reported on (default: ``bundle_select``, which
             the result records as ``eval_split="selection"``).
-        baselines: also run the §5.4 baseline selection (on sizes 2..M, or ``sizes``).
+        baselines: also run the mean-threshold baseline selection (on sizes 2..M, or ``sizes``).
         n_eq_metrics, eq_top: EQ consensus parameters (3 and 3 in the reference).
         random_baseline: add statistics of a random set of equal size to every selection.
         max_teams: refuse pools with more teams than this (every team is scored).

@@ -77,7 +77,7 @@ def pool_graph(bundle: Bundle, *, metric: str = "focal") -> nx.Graph:
 
     With the default ``metric="focal"``, an edge's weight is the focal diversity of the
     2-member team: the mean, over the two members with at least one error, of the generalized
-    diversity on that member's negative samples (CONTRACT §3). For a pair this reads as the
+    diversity on that member's negative samples (docs/metrics.md). For a pair this reads as the
     *focal negative correlation* of the two models: seen from a member whose errors the other
     member shares in a fraction ``x``, ``GD = (1 - x) / (1 + x)``; the weight is the mean of
     this over the two members (over the one member that is ever wrong, if only one is). It
@@ -103,7 +103,7 @@ def pool_graph(bundle: Bundle, *, metric: str = "focal") -> nx.Graph:
         - edges: ``weight`` (the pair's ``metric`` score, NaN when undefined),
           ``correlation`` (error correlation ρ of the pair on all samples; lower = more
           diverse) and ``accuracy`` (plurality-vote accuracy of the pair; ties go to the lowest
-          class index, CONTRACT §5);
+          class index, docs/metrics.md);
         - graph: ``metric``, ``direction`` (``"higher"``/``"lower"`` is more diverse),
           ``n_models``, ``n_samples``, ``n_classes`` and ``task`` (only when the bundle has
           one).

@@ -1,4 +1,4 @@
-"""Exhaustive scans in Gray-code order with O(M²) incremental updates (ALGORITHMS §4.4).
+"""Exhaustive scans in Gray-code order with O(M²) incremental updates (docs/selection.md).
 
 All ``2^M`` subsets are visited as ``2^h`` independent *blocks* (the high ``h`` members fixed
 per block) that walk the same reflected Gray code over the low ``M - h`` members in lockstep:

@@ -1,13 +1,13 @@
-"""HQ-Ensemble hierarchical pruning (ICDM'21), as the paper intends (ALGORITHMS.md §5.5).
+"""HQ-Ensemble hierarchical pruning (ICDM'21), as the paper intends (docs/compat.md).
 
 Low diversity is inherited upward: when a small team is among the least diverse of its size,
 every larger team containing it is pruned without being considered (Apriori-style). Teams are
-scored by the FQ scores of the EnsembleBench pipeline (:func:`focal.fq_scores`, §5.3 steps 1–4
+scored by the FQ scores of the EnsembleBench pipeline (:func:`focal.compat.fq_scores`, steps 1–4
 without the per-focal KMeans prefilter), so every FQ switch (``estimator``, ``member_weights``,
 ``constant_group``, ``sign_convention``, ...) applies here too and is recorded in the result.
 
 The reference script (git-disl/HQ-Ensemble) has bugs that are **not** reproduced and have no
-faithful switch (ALGORITHMS §8 #8): Python-2 constructs, lookups in the wrong metric's
+faithful switch (docs/compat.md): Python-2 constructs, lookups in the wrong metric's
 dictionary, a stale or undefined slice index when no team is pruned at a level (``p = 0``), an
 undefined statistics call, and train labels read from the test file. Its use of test accuracy in
 the ordering is leakage; here the ordering uses the selection bundle only.
@@ -114,7 +114,7 @@ class HQResult:
         variant: ``"rate"`` (hierarchical) or ``"mean"`` (mean threshold).
         prune_rate, target_size: the hierarchical parameters (``target_size`` as used, at most
             ``M − 1``).
-        mode, options: the FQ mode and switches (see :class:`focal.FQOptions`).
+        mode, options: the FQ mode and switches (see :class:`focal.compat.FQOptions`).
         seed: seed of the FQ estimator and of the random baselines.
         models: model names.
         combiner: the combiner actually used for accuracies.
@@ -222,7 +222,7 @@ def hq_select(
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     **fq_options: Any,
 ) -> HQResult:
-    """HQ-Ensemble hierarchical pruning on FQ scores (ALGORITHMS §5.5, as intended).
+    """HQ-Ensemble hierarchical pruning on FQ scores (docs/compat.md, as intended).
 
     Per metric: ``pruned = selected = ∅``; for ``L = 2 … target_size``: the candidates are the
     teams of size ``L`` containing no pruned team; order them least → most diverse (FQ
@@ -240,11 +240,11 @@ def hq_select(
             always excluded).
         variant: ``"rate"`` (hierarchical) or ``"mean"``.
         seed: seed of the subsampled estimator (when chosen) and of the random baselines.
-        faithful: start the FQ switches from the faithful preset (:class:`focal.FQOptions`).
+        faithful: start the FQ switches from the faithful preset (:class:`focal.compat.FQOptions`).
         bundle_eval: bundle the statistics are reported on (default ``bundle_select``).
         random_baseline: add statistics of a random set of equal size to every selection.
         max_teams: refuse pools with more teams than this.
-        **fq_options: switches of :class:`focal.FQOptions` (``estimator``, ``member_weights``,
+        **fq_options: switches of :class:`focal.compat.FQOptions` (``estimator``, ``member_weights``,
             ``constant_group``, ``sign_convention``, ``acc_source``, ``combiner``, ...);
             KMeans and baseline switches have no effect here.
 
@@ -334,7 +334,7 @@ def hq_search(
 
     Runs :func:`hq_select` on ``bundle`` (the selection split), pools the teams selected under
     any of ``metrics``, and ranks them by ``objective`` fitness (default
-    :class:`focal.Objective`: ``0.5·focal + 0.5·plurality accuracy``) on the same bundle;
+    :class:`focal.Objective`: ``0.2·focal + 0.8·plurality accuracy``) on the same bundle;
     ties (fitness equal to 10 decimals) go to the smaller team, then canonical order.
 
     Args:

@@ -1,6 +1,6 @@
-"""Diversity metrics of many teams at once, through the closed forms of ALGORITHMS.md §3.
+"""Diversity metrics of many teams at once, through the closed forms of docs/metrics.md.
 
-Every metric is evaluated per *weight vector* ``w`` (ALGORITHMS §3.1): one weight (all ones)
+Every metric is evaluated per *weight vector* ``w`` (docs/metrics.md): one weight (all ones)
 for the baseline metrics, one per member ``f`` (``w = E[f, :]``, its negative samples) for the
 focal variants. The moments under each weight are precomputed once; a batch of B teams given as
 a ``(B, M)`` 0/1 matrix ``S`` is then scored with a few matrix products, independent of the
@@ -110,7 +110,7 @@ def _safe_div(num: np.ndarray, den: np.ndarray, zero_value: float) -> np.ndarray
 
 
 def _pair_matrix(spec: MetricSpec, w: dict[str, np.ndarray]) -> np.ndarray:
-    """(W, M, M) matrix of a pairwise metric for every pair, zero diagonal (ALGORITHMS §3.2)."""
+    """(W, M, M) matrix of a pairwise metric for every pair, zero diagonal (docs/metrics.md)."""
     n = w["n"][:, None, None]
     if spec.base == "cohen_kappa":
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -143,7 +143,7 @@ def prepare_metric(spec: MetricSpec, moments: Moments) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"n": w["n"]}
     if spec.kind in ("gd", "kw", "disagreement"):
         # Integer counts: float32 products are exact while every A2 = Σ w k² ≤ N·M² < 2^24
-        # (ALGORITHMS §3.5), and run about twice as fast as float64 on CPU.
+        # (docs/metrics.md), and run about twice as fast as float64 on CPU.
         exact32 = moments.n_samples * moments.n_models**2 < (1 << 24)
         count_dtype = np.float32 if exact32 else np.float64
         out.update(g=w["g"].astype(count_dtype), G=w["G"].astype(count_dtype))

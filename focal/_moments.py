@@ -1,6 +1,6 @@
 """Sample moments of the error matrix: one pass over the samples, then scoring is N-free.
 
-See ALGORITHMS.md §3. All moments are integer counts stored as float64 (exact below 2^53).
+See docs/metrics.md. All moments are integer counts stored as float64 (exact below 2^53).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class Moments:
 
     # ------------------------------------------------------------------ weighted views
     def weighted(self, focal: bool, label_level: bool = False) -> dict[str, np.ndarray]:
-        """Moments under sample weights ``w`` (ALGORITHMS §3.1), stacked over weights.
+        """Moments under sample weights ``w`` (docs/metrics.md), stacked over weights.
 
         ``focal=False`` gives one weight vector (all ones); ``focal=True`` gives one per
         member f, ``w = E[f, :]``. Returns ``n`` (W,), ``g`` (W, M), ``G`` (W, M, M) and,

@@ -101,7 +101,7 @@ def score_teams(
     """Score a batch of teams with one metric, exactly (float64 closed forms).
 
     Args:
-        bundle: a :class:`ensembles.Bundle` (or precomputed :class:`focal.Moments`).
+        bundle: a :class:`ensembles.Bundle` (or precomputed :class:`focal.search.Moments`).
         teams: ``(B, n_models)`` boolean masks, or a sequence of teams given as model names or
             member indices.
         metric: any name of :data:`focal.METRICS`.
@@ -146,7 +146,7 @@ def score_teams(
 def score_team(bundle: Bundle, team: Sequence[str] | Sequence[int]) -> dict[str, Any]:
     """Every metric of :data:`focal.METRICS` and the combiner accuracies of one team.
 
-    Returns the document of ``focal score --format json`` (CONTRACT §6):
+    Returns the document of ``focal score --format json`` (docs/cli.md):
     ``{"members": [...], "metrics": {name: float}, "accuracy": {"plurality", "majority",
     "soft"}}``, with NaN as ``None`` and ``soft`` ``None`` when the bundle has no ``probs``.
 
@@ -270,7 +270,7 @@ def exhaustive_scan(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 5.0,
 ) -> Selection:
-    """Exhaustive top-K teams by a diversity metric (ALGORITHMS §5.1).
+    """Exhaustive top-K teams by a diversity metric (docs/selection.md).
 
     Scores every team with a size in ``sizes`` exactly and keeps a running top-K, in memory
     bounded by the chunk size. Two exact scans: ``"chunked"`` evaluates the closed forms for

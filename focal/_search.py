@@ -1,6 +1,6 @@
-"""Search for good teams when exhaustive enumeration is too large (ALGORITHMS §4.4, §5.2).
+"""Search for good teams when exhaustive enumeration is too large (docs/selection.md).
 
-Every method here maximises an :class:`focal.Objective` (default ``0.5·focal + 0.5·plurality
+Every method here maximises an :class:`focal.Objective` (default ``0.2·focal + 0.8·plurality
 accuracy``) over teams whose size lies in a requested set, and returns a
 :class:`Selection` with the top-K **distinct** teams it evaluated:
 
@@ -13,10 +13,10 @@ accuracy``) over teams whose size lies in a requested set, and returns a
 ``ga``             FusionShot's genetic algorithm, seeded and memoised (:func:`genetic`,
                    :class:`GeneticSearch`)
 ``hq``             HQ-Ensemble's hierarchical pruning ranked by the objective
-                   (:func:`focal.hq_search`)
+                   (:func:`focal.search.hq_search`)
 =================  ==========================================================================
 
-Greedy and beam search extend teams with the O(M²) incremental updates of ALGORITHMS §4.4,
+Greedy and beam search extend teams with O(M²) incremental updates of the moment statistics,
 batched over every (team, new member) pair at once::
 
     A1 ← A1 + g[:, j]          Q ← Q + 2·(X[:, j, :]·s) + X[:, j, j]
@@ -27,7 +27,7 @@ method memoises fitness by team bitmask on the host, so no team is scored twice.
 
 Everything is deterministic: the GA takes a seed and splits a :func:`jax.random.key` per
 generation; ties in fitness (equal to 10 decimals) go to the smaller team, then to canonical
-order (ALGORITHMS §4.1, §5.1).
+order (docs/selection.md).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _incremental(kind: str) -> bool:
 def _update(S, a1, quads, j, arrays, sign, *, kind):
     """Add (``sign = +1``, j ∉ S) or remove (``sign = -1``, j ∈ S) member ``j[b]`` of each team.
 
-    ``S`` is the **old** (B, M) indicator; ALGORITHMS §4.4:
+    ``S`` is the **old** (B, M) indicator; docs/selection.md:
     ``A1 ← A1 ± g[:, j]``, ``Q ← Q ± 2·(X[:, j, :]·s) + X[:, j, j]``.
     """
     rows = jnp.arange(S.shape[0])
@@ -219,7 +219,7 @@ class _Evaluator:
         self._vals = np.zeros((3, cap))  # score, accuracy, fitness
         self.n = 0  # distinct teams scored
 
-    # -- direct scoring (closed forms of ALGORITHMS §4.2), padded to powers of two
+    # -- direct scoring (closed forms of docs/selection.md), padded to powers of two
     def direct_scores(self, masks: np.ndarray) -> np.ndarray:
         out = []
         width = self.n_models * (self.n_models if self.spec.focal else 1)
@@ -319,7 +319,7 @@ def exhaustive_objective(
     max_teams: int | None = DEFAULT_MAX_TEAMS,
     progress: ProgressFn | None = None,
 ) -> Selection:
-    """The exact top-K teams by an objective: every team of the sizes scored (ALGORITHMS §5.1).
+    """The exact top-K teams by an objective: every team of the sizes scored (docs/selection.md).
 
     The ground truth for the search methods. Diversity comes from :func:`focal.score_all`
     (closed forms), accuracy from :func:`ensembles.team_accuracy` in chunks. Both arrays are
@@ -328,7 +328,7 @@ def exhaustive_objective(
     Args:
         bundle: the cached outputs (the selection split).
         objective: the objective to maximise (default :class:`focal.Objective`:
-            ``0.5·focal + 0.5·plurality accuracy``).
+            ``0.2·focal + 0.8·plurality accuracy``).
         sizes: team sizes: an int, an inclusive ``(lo, hi)`` pair, ``"2-5"``, or an iterable.
         top_k: number of teams returned.
         max_teams: refuse more teams than this (``None``: no limit).
@@ -450,7 +450,7 @@ def greedy(
     sizes: Any = (2, 6),
     top_k: int = 10,
 ) -> Selection:
-    """Greedy forward selection by an objective (ALGORITHMS §4.4).
+    """Greedy forward selection by an objective (docs/selection.md).
 
     Starts from the best pair (all pairs scored), then repeatedly adds the member whose
     addition gives the highest fitness (even if lower than the current one) until the largest
@@ -462,7 +462,7 @@ def greedy(
 
     Args:
         bundle: the cached outputs (the selection split).
-        objective: the objective (default ``Objective()``: ``0.5·focal + 0.5·plurality acc``).
+        objective: the objective (default ``Objective()``: ``0.2·focal + 0.8·plurality acc``).
         sizes: team sizes to return (an int, ``(lo, hi)``, ``"2-6"``, or an iterable).
         top_k: number of teams returned.
 
@@ -493,7 +493,7 @@ def beam(
     beam_width: int = 16,
     top_k: int = 10,
 ) -> Selection:
-    """Beam search by an objective (ALGORITHMS §4.4).
+    """Beam search by an objective (docs/selection.md).
 
     Keeps the ``beam_width`` best distinct teams of each size (deduplicated by bitmask): the
     best pairs first, then every extension of every beam team by one member, scored with
@@ -502,7 +502,7 @@ def beam(
 
     Args:
         bundle: the cached outputs (the selection split).
-        objective: the objective (default ``Objective()``: ``0.5·focal + 0.5·plurality acc``).
+        objective: the objective (default ``Objective()``: ``0.2·focal + 0.8·plurality acc``).
         sizes: team sizes to return (an int, ``(lo, hi)``, ``"2-6"``, or an iterable).
         beam_width: teams kept per size.
         top_k: number of teams returned.
@@ -557,7 +557,7 @@ jax.tree_util.register_dataclass(
 
 @dataclasses.dataclass(frozen=True)
 class GeneticSearch:
-    """FusionShot's genetic algorithm as an ``init / ask / tell`` strategy (ALGORITHMS §5.2).
+    """FusionShot's genetic algorithm as an ``init / ask / tell`` strategy (docs/selection.md).
 
     Binary chromosomes of length M (gene m = 1: model m is in the team). Each generation keeps
     the ``elitism`` fittest chromosomes and breeds ``population − elitism`` offspring from the
@@ -715,7 +715,7 @@ def genetic(
     init: str = "auto",
     progress: ProgressFn | None = None,
 ) -> Selection:
-    """FusionShot's genetic algorithm, seeded and memoised (ALGORITHMS §5.2, sftekin/fusionshot).
+    """FusionShot's genetic algorithm, seeded and memoised (docs/selection.md, sftekin/fusionshot).
 
     Fitness is the objective's (FusionShot: ``w_div·focal + w_acc·plurality acc``); a
     chromosome with fewer than 2 genes set, or a size outside ``sizes``, gets ``-99``. The
@@ -734,7 +734,7 @@ def genetic(
 
     Args:
         bundle: the cached outputs (the selection split; FusionShot used ``val``).
-        objective: the fitness (default ``Objective()``: ``0.5·focal + 0.5·plurality acc``).
+        objective: the fitness (default ``Objective()``: ``0.2·focal + 0.8·plurality acc``).
         sizes: allowed team sizes (default all, ``(2, M)``).
         population: chromosomes per generation.
         parents: fittest chromosomes that breed each generation (steady-state selection);

@@ -1,4 +1,4 @@
-"""Running top-K of scored teams with the ranking rule of ALGORITHMS §5.1.
+"""Running top-K of scored teams with the ranking rule of docs/selection.md
 
 Teams are identified by ``(size, rank)``: their position in canonical order (by size, then
 lexicographic member indices). The key is ``rint(sign · score · 1e10)``: scores equal to 10

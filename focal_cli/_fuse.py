@@ -18,7 +18,7 @@ from ._common import UsageError, emit_json, fmt, formatter, log, table
 
 __all__ = ["EVALUATE_BASELINES", "register"]
 
-#: Keys of ``baselines`` in ``focal fuse evaluate --format json`` (issue P3, item 5).
+#: Keys of ``baselines`` in ``focal fuse evaluate --format json``.
 EVALUATE_BASELINES = ("best_single", "plurality", "soft", "stacking", "pool_plurality")
 
 _METHODS = ("topla", "fusionshot", "stacking")
@@ -26,7 +26,7 @@ _SPLITS = ("train", "val", "test")
 
 
 def _add_bundle(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, CONTRACT §1)")
+    p.add_argument("bundle", metavar="BUNDLE", help="cached-outputs bundle (.npz, docs/bundle.md)")
     p.add_argument("--task", metavar="T", help="task name inside a multi-task bundle")
 
 
