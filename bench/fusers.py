@@ -13,7 +13,7 @@ val, plurality / majority / soft vote, scikit-learn stacking, the whole pool).
   separately) and the "as stored" labels next to RESULTS.md §2.2 (paper TOPLA 54.1).
 * MMLU-Pro (``mmlu_pro_29llm.npz``): seeded stratified 70/10/20 splits (LLM-TOPLA's MMLU
   protocol), one per seed.
-* digits: the 14 scikit-learn classifiers of P1 (``focal_cli._demo.digits_pool``, its own split).
+* digits: the 14 scikit-learn classifiers of the demo (``focal_cli._demo.digits_pool``, its own split).
 * timing: a fuser on the 12,032-question MMLU-Pro bundle, 300 epochs, no early stopping.
 
 Results are means over ``--seeds`` seeds (seed = split of val rows, search and fuser). Writes
@@ -378,7 +378,10 @@ def run_mmlu(seeds: list[int], fuser_params: dict[str, Any]) -> dict[str, Any] |
     bundle = ensembles.load_bundle(path)
     runs = []
     for s in seeds:
-        r = _run_methods(bundle, s, fuser_params, sizes=(2, 5))
+        # LLM-TOPLA's MMLU protocol: a seeded, stratified 70/10/20 split (explicit here; the
+        # project's default split policy is 60/20/20).
+        split = ensembles.with_random_split(bundle, fractions=(0.7, 0.1, 0.2), seed=s)
+        r = _run_methods(split, s, fuser_params, sizes=(2, 5))
         _log(f"bench.fusers: MMLU-Pro seed {s}: LLM-TOPLA {_pct(r['topla'], 2)} "
              f"team {r['topla_team']}")  # fmt: skip
         runs.append(r)
@@ -443,7 +446,7 @@ def run_timing() -> dict[str, Any] | None:
     bundle = ensembles.with_random_split(
         ensembles.load_bundle(path), fractions=(0.7, 0.1, 0.2), seed=0
     )
-    team, _ = fusers.choose_team(bundle.select_split("val"), objective=focal.DEFAULT_OBJECTIVE)
+    team = focal.select(bundle.select_split("val"), sizes=(2, 5), top_k=1).best.members
     out: dict[str, Any] = {"cpu_count": os.cpu_count(), "n_samples": bundle.n_samples}
     for label, members in (("team", list(team)), ("pool", list(bundle.models))):
         f = fusers.ToplaFuser(epochs=300, patience=None, seed=0)
@@ -484,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             "fuser": {"batch_size": 64, "epochs": 300, **extra},
             "patience": {"topla": 200, "fusionshot": None},
             "val": "seeded 20% of train (BBH); seeded stratified 70/10/20 (MMLU-Pro)",
-            "topla_objective": "focal.DEFAULT_OBJECTIVE (0.2*focal + 0.8*plurality acc), "
+            "topla_objective": "focal.Objective() (0.2*focal + 0.8*plurality acc), "
             "sizes 2-5, exhaustive on val",
             "fusionshot_objective": "0.5*focal + 0.5*plurality acc - 0.1*size/M, GA on val, "
             "sizes 2-M",
@@ -512,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         dig = run_digits(seeds, dict(extra))
         doc["digits"] = dig
         md += _dataset_markdown(
-            "scikit-learn digits pool of P1 (14 classifiers, `focal_cli._demo.digits_pool`)",
+            "scikit-learn digits pool of the demo (14 classifiers, `focal_cli._demo.digits_pool`)",
             dig["summary"],
             f"{dig['n_samples']:,} samples split 1/3 train, 1/3 val, 1/3 test (seed 0); "
             "probabilities as inputs. No paper number.",

@@ -1,6 +1,6 @@
 """Quality of the search methods against the exhaustive optimum, on the 29-model MMLU-Pro pool.
 
-Every method maximises the default objective (``focal.Objective()``: 0.5·focal + 0.5·plurality
+Every method maximises FusionShot's objective (``focal.Objective(w_div=0.5, w_acc=0.5)``: 0.5·focal + 0.5·plurality
 accuracy) over teams of sizes 2..6 (621,586 teams: exhaustive is feasible, so each method's
 gap to the true optimum is known), then over each fixed size L = 3, 4, 5, 6. Methods:
 exhaustive (the ground truth), greedy forward selection, beam search (two widths) and
@@ -120,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import ensembles
     import focal
-    from focal._search import exhaustive_objective, search
+    from focal.search import exhaustive_objective
+
+    def search(bundle, name, *, objective, sizes, beam_width=16, seed=0, **kwargs):
+        strategy = {"greedy": focal.Greedy(), "beam": focal.Beam(width=beam_width),
+                    "ga": focal.Genetic(seed=seed, **kwargs)}[name]  # fmt: skip
+        return focal.select(bundle, objective=objective, sizes=sizes, search=strategy, top_k=10)
 
     bundle = ensembles.load_bundle(path)
-    objective = focal.Objective()
+    objective = focal.Objective(w_div=0.5, w_acc=0.5)
     largest = 4 if args.quick else 6
     fixed = [3, 4] if args.quick else [3, 4, 5, 6]
     env = {
