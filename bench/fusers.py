@@ -13,7 +13,8 @@ val, plurality / majority / soft vote, scikit-learn stacking, the whole pool).
   separately) and the "as stored" labels next to RESULTS.md §2.2 (paper TOPLA 54.1).
 * MMLU-Pro (``mmlu_pro_29llm.npz``): seeded stratified 70/10/20 splits (LLM-TOPLA's MMLU
   protocol), one per seed.
-* digits: the 14 scikit-learn classifiers of the demo (``focal_cli._demo.digits_pool``, its own split).
+* digits: the 14 scikit-learn classifiers of the demo (``focal_cli._demo.digits_pool``, its
+  own split).
 * timing: a fuser on the 12,032-question MMLU-Pro bundle, 300 epochs, no early stopping.
 
 Results are means over ``--seeds`` seeds (seed = split of val rows, search and fuser). Writes

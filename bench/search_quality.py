@@ -1,10 +1,10 @@
 """Quality of the search methods against the exhaustive optimum, on the 29-model MMLU-Pro pool.
 
-Every method maximises FusionShot's objective (``focal.Objective(w_div=0.5, w_acc=0.5)``: 0.5·focal + 0.5·plurality
-accuracy) over teams of sizes 2..6 (621,586 teams: exhaustive is feasible, so each method's
-gap to the true optimum is known), then over each fixed size L = 3, 4, 5, 6. Methods:
-exhaustive (the ground truth), greedy forward selection, beam search (two widths) and
-FusionShot's genetic algorithm (mutation 1/M, several seeds).
+Every method maximises FusionShot's objective (``focal.Objective(w_div=0.5, w_acc=0.5)``:
+0.5·focal + 0.5·plurality accuracy) over teams of sizes 2..6 (621,586 teams: exhaustive is
+feasible, so each method's gap to the true optimum is known), then over each fixed size
+L = 3, 4, 5, 6. Methods: exhaustive (the ground truth), greedy forward selection, beam search
+(two widths) and FusionShot's genetic algorithm (mutation 1/M, several seeds).
 
     python -m bench.search_quality            # full run (a few minutes on 2 CPU cores)
     python -m bench.search_quality --quick    # sizes 2..4 and L = 3, 4 only

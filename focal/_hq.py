@@ -244,8 +244,9 @@ def hq_select(
         bundle_eval: bundle the statistics are reported on (default ``bundle_select``).
         random_baseline: add statistics of a random set of equal size to every selection.
         max_teams: refuse pools with more teams than this.
-        **fq_options: switches of :class:`focal.compat.FQOptions` (``estimator``, ``member_weights``,
-            ``constant_group``, ``sign_convention``, ``acc_source``, ``combiner``, ...);
+        **fq_options: switches of :class:`focal.compat.FQOptions` (``estimator``,
+            ``member_weights``, ``constant_group``, ``sign_convention``, ``acc_source``,
+            ``combiner``, ...);
             KMeans and baseline switches have no effect here.
 
     Returns:
