@@ -8,8 +8,9 @@ then XLA-jitted closed forms score batches of teams independently of the number 
 - Choose: :func:`select` ranks teams by an :class:`Objective` with a strategy
   (:class:`Exhaustive`, :class:`Greedy`, :class:`Beam`, :class:`Genetic`, :class:`HQ`) and
   returns a :class:`Selection` of :class:`Team` records; :func:`prune` ranks by diversity
-  alone; :func:`recommend` chooses on one split, reports on another, and keeps the best single
-  model unless a team beats it (a :class:`Recommendation`).
+  alone; :func:`recommend` chooses a (team, combiner) pair by cross-validation inside the
+  selection rows and keeps the best single model unless the pair beats it significantly (a
+  :class:`Recommendation`), reporting on rows it never chose on.
 - Sub-namespaces: :mod:`focal.search` (the search algorithms and their building blocks),
   :mod:`focal.compat` (EnsembleBench and HQ-Ensemble pipelines), :mod:`focal.graph`,
   :mod:`focal.plot`.
@@ -28,8 +29,8 @@ from ._metrics import METRICS as METRICS
 from ._metrics import MetricSpec as MetricSpec
 from ._metrics import metric_spec as metric_spec
 from ._objective import Objective as Objective
-from ._protocol import Recommendation as Recommendation
-from ._protocol import recommend as recommend
+from ._recommend import Recommendation as Recommendation
+from ._recommend import recommend as recommend
 from ._scoring import DEFAULT_MAX_TEAMS as DEFAULT_MAX_TEAMS
 from ._scoring import score_all as score_all
 from ._scoring import score_team as score_team
