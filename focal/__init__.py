@@ -64,6 +64,9 @@ from ._search import search as search
 from ._teams import count_teams as count_teams
 from ._teams import parse_sizes as parse_sizes
 
+# exact vote accuracy of all teams (packed tallies)
+from ._votes import team_vote_accuracies as team_vote_accuracies
+
 __all__ = [
     "SEARCH_METHODS",
     "GAState",
@@ -116,3 +119,6 @@ __all__ = [
     "team_statistics",
     "write_graph",
 ]
+
+# exact vote accuracy of all teams (packed tallies)
+__all__ += ["team_vote_accuracies"]
