@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         print(f"skipped: {path} is absent (set FOCAL_DATA_DIR)")
         return 0
-    import ensembles
     import jax
+
+    import ensembles
     from ensembles.util import write_atomic
 
     bundle = ensembles.load_bundle(path)
