@@ -416,7 +416,7 @@ def iter_vote_accuracies(
         >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 1, 2, 0],
         ...                             preds=[[0, 1, 2, 1], [0, 2, -1, 1], [1, 1, 0, 0]])
         >>> [(s, r, a.tolist()) for s, r, a in iter_vote_accuracies(b, (2, 3))]
-        [(2, 0, [0.75, 0.5, 0.5]), (3, 0, [0.5])]
+        [(2, 0, [0.75, 0.75, 0.75]), (3, 0, [0.5])]
     """
     for size, start, _, acc in _iter_chunks(
         bundle, sizes, combiner, weights, chunk_size, teams_per_yield
@@ -480,7 +480,7 @@ def team_vote_accuracies(
         ...                             preds=[[0, 1, 2, 1], [0, 2, -1, 1], [1, 1, 0, 0]])
         >>> masks, acc = focal.team_vote_accuracies(b, sizes=(2, 3))
         >>> masks.astype(int).tolist(), acc.tolist()
-        ([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], [0.75, 0.5, 0.5, 0.5])
+        ([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], [0.75, 0.75, 0.75, 0.5])
     """
     _labels_of(bundle)
     m = bundle.n_models
