@@ -47,16 +47,12 @@ def reference_predictions(bundle, members, combiner, weights=None):
             votes = votes + w * phat
         if combiner == "soft":
             votes = votes / size
-    out = np.full(n, -1)
-    for i in range(n):
-        row = votes[i]
-        top = row.max()
-        if combiner == "majority":
-            winners = np.flatnonzero(2 * row > size)  # more than half of ALL members
-            out[i] = winners[0] if winners.size else -1
-        elif top > 0:
-            out[i] = int(np.flatnonzero(row == top)[0])  # tie -> lowest class index
-    return out
+    if combiner == "majority":
+        winner = 2 * votes > size  # more than half of ALL members' votes
+        return np.where(winner.any(axis=1), winner.argmax(axis=1), -1)
+    top = votes.max(axis=1)
+    # np.argmax returns the first maximum: ties -> lowest class index; no votes -> -1
+    return np.where(top > 0, votes.argmax(axis=1), -1)
 
 
 def reference_accuracy(bundle, masks, combiner, weights=None):
@@ -130,7 +126,7 @@ def _live(masks, combiner, weights):
 
 
 # ------------------------------------------------------------------------------ exactness
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bundles(), st.sampled_from(COMBINERS))
 def test_all_teams_match_reference(data, combiner):
     hard, soft, weights = data
@@ -152,7 +148,7 @@ def test_all_teams_match_reference(data, combiner):
     np.testing.assert_array_equal(got, reference_accuracy(bundle, masks, combiner, weights))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bundles(max_models=10), st.sampled_from(COMBINERS), st.integers(0, 2**32 - 1))
 def test_masks_match_team_accuracy(data, combiner, seed):
     hard, soft, weights = data
@@ -186,11 +182,30 @@ def test_wide_fields_and_many_words(n_models, n_classes, size):
         models=[f"m{i}" for i in range(n_models)], labels=labels, preds=preds, n_classes=n_classes
     )
     masks = all_masks(n_models, [size])
-    masks = np.concatenate([masks, rng.random((30, n_models)) < 0.7])
+    masks = np.concatenate([masks, rng.random((8, n_models)) < 0.7])
     masks[:, 0] = True
     for combiner in ("plurality", "majority"):
         ref = reference_accuracy(b, masks, combiner)
         np.testing.assert_array_equal(masks_vote_accuracy(b, masks, combiner=combiner), ref)
+
+
+def test_hand_computed_tie_rules():
+    """Values worked out by hand: tie -> lowest class, abstain, majority of ALL members."""
+    b = ensembles.Bundle.create(
+        models=["a", "b", "c", "d"],
+        labels=[0, 2, 0, 1, 1],
+        preds=[[0, 0, -1, 1, 1], [2, 2, -1, 1, 1], [2, 2, -1, 1, -1], [0, 0, -1, -1, -1]],
+        n_classes=3,
+    )
+    # all four: samples 0 (2-2 tie, class 0 wins), 3 and 4 right; 1 lost on the tie; 2 no votes
+    team = np.ones((1, 4), bool)
+    assert masks_vote_accuracy(b, team).tolist() == [0.6]
+    # majority needs 3 of 4 votes: only sample 3
+    assert masks_vote_accuracy(b, team, combiner="majority").tolist() == [0.2]
+    # weights 1, 1, 1, 3: class 0 wins samples 0 and 1 (3 vs 2), sample 3 and 4 class 1
+    w = np.array([1.0, 1.0, 1.0, 3.0])
+    got = masks_vote_accuracy(b, team, combiner="weighted_plurality", weights=w)
+    assert got.tolist() == [0.6]
 
 
 def test_field_bits_bound():
