@@ -47,9 +47,6 @@ from ._teams import count_teams as count_teams
 from ._types import Selection as Selection
 from ._types import Team as Team
 
-# exact vote accuracy of all teams (packed tallies)
-from ._votes import team_vote_accuracies as team_vote_accuracies
-
 __all__ = [
     "DEFAULT_MAX_TEAMS",
     "HQ",
@@ -73,6 +70,3 @@ __all__ = [
     "score_teams",
     "select",
 ]
-
-# exact vote accuracy of all teams (packed tallies)
-__all__ += ["team_vote_accuracies"]

@@ -104,8 +104,10 @@ EB_METRICS: Mapping[str, tuple[str, str, str]] = {
 
 _LABEL_LEVEL = {"cohen_kappa", "fleiss_kappa"}
 
-#: Teams scored at most (all teams of sizes 2..M-1 are enumerated); about M = 16.
-DEFAULT_MAX_TEAMS = 1 << 16
+#: Teams the FQ compatibility pipeline scores at most (it enumerates all teams of sizes 2..M-1
+#: and keeps per-team statistics for every metric, so its limit is lower than the core scans'),
+#: about M = 16.
+FQ_MAX_TEAMS = 1 << 16
 
 
 # ============================================================================ options
@@ -1142,7 +1144,7 @@ def fq_scores(
     sizes: Any = None,
     faithful: bool = False,
     seed: int = 0,
-    max_teams: int | None = DEFAULT_MAX_TEAMS,
+    max_teams: int | None = FQ_MAX_TEAMS,
     **options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """FQ scores of every team, without any filter.
@@ -1310,7 +1312,7 @@ def fq_select(
     n_eq_metrics: int = 3,
     eq_top: int = 3,
     random_baseline: bool = True,
-    max_teams: int | None = DEFAULT_MAX_TEAMS,
+    max_teams: int | None = FQ_MAX_TEAMS,
     **options: Any,
 ) -> FQResult:
     """EnsembleBench's FQ team selection (CVPR'21) as an explicit compatibility mode.

@@ -33,7 +33,7 @@ from ensembles import Bundle
 from ensembles.util import InputError
 
 from ._compat_ensemblebench import (
-    DEFAULT_MAX_TEAMS,
+    FQ_MAX_TEAMS,
     FQOptions,
     TeamSelection,
     _bitmasks,
@@ -219,7 +219,7 @@ def hq_select(
     faithful: bool = False,
     bundle_eval: Bundle | None = None,
     random_baseline: bool = True,
-    max_teams: int | None = DEFAULT_MAX_TEAMS,
+    max_teams: int | None = FQ_MAX_TEAMS,
     **fq_options: Any,
 ) -> HQResult:
     """HQ-Ensemble hierarchical pruning on FQ scores (docs/compat.md, as intended).

@@ -12,7 +12,7 @@ from ensembles import Bundle
 from ensembles.util import InputError
 
 from ._metrics import metric_spec
-from ._scoring import score_teams
+from ._scoring import score_teams, vote_accuracy
 
 __all__ = ["Objective"]
 
@@ -102,7 +102,7 @@ class Objective:
         acc = np.full(len(masks), np.nan)
         if ok.any():
             score[ok] = score_teams(bundle, masks[ok], metric=self.metric)
-            acc[ok] = ensembles.team_accuracy(bundle, masks[ok], combiner=self.combiner)
+            acc[ok] = vote_accuracy(bundle, masks[ok], combiner=self.combiner)
         return {
             "score": score,
             "accuracy": acc,

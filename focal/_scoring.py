@@ -22,6 +22,7 @@ from ._gray import GRAY_KINDS, GrayPlan, gray_groups
 from ._metrics import METRICS, metric_spec, prepare_metric, team_values, team_values_jit
 from ._moments import Moments
 from ._teams import (
+    DEFAULT_MAX_TEAMS,
     as_masks,
     binomial_table,
     count_teams,
@@ -31,6 +32,7 @@ from ._teams import (
 )
 from ._topk import TopK, ranking_key
 from ._types import Selection, make_teams
+from ._votes import masks_vote_accuracy
 
 __all__ = [
     "DEFAULT_MAX_TEAMS",
@@ -43,8 +45,6 @@ __all__ = [
     "vote_accuracy",
 ]
 
-#: Refuse exhaustive requests above this many teams unless ``max_teams`` is raised.
-DEFAULT_MAX_TEAMS = 1 << 22
 
 # Target elements of the largest per-chunk intermediate (float64): 2^22 = 32 MiB.
 _CHUNK_ELEMENTS = 1 << 22
@@ -84,7 +84,7 @@ def vote_accuracy(bundle: Bundle, masks: Any, combiner: str = "plurality") -> np
     masks = np.asarray(masks, dtype=bool).reshape(-1, bundle.n_models)
     if bundle.is_open_ended:
         return np.full(len(masks), np.nan)
-    return np.asarray(ensembles.team_accuracy(bundle, masks, combiner=combiner), dtype=np.float64)
+    return masks_vote_accuracy(bundle, masks, combiner=combiner)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -505,7 +505,7 @@ def pareto_prune(
             "objective: the Pareto front needs vote accuracy, which an open-ended bundle does not "
             "have; rank by a metric alone"
         )
-    accuracy = ensembles.team_accuracy(bundle, masks)
+    accuracy = vote_accuracy(bundle, masks)
     front = pareto_front(spec.sign * scores, accuracy)
     if top_k is not None:
         front = front[: int(top_k)]

@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import ensembles
 from ensembles import Bundle
 from ensembles.util import InputError
 
@@ -60,6 +59,7 @@ from ._objective import Objective
 from ._scoring import DEFAULT_MAX_TEAMS, moments_of, score_all
 from ._teams import binomial_table, parse_sizes, rank_teams, unrank_teams
 from ._types import Selection, Team, make_teams
+from ._votes import masks_vote_accuracy, team_vote_accuracies
 
 __all__ = [
     "INVALID_FITNESS",
@@ -243,7 +243,7 @@ class _Evaluator:
         rows = len(masks)
         if rows < _MIN_ROWS:
             masks = np.concatenate([masks, np.repeat(masks[:1], _MIN_ROWS - rows, axis=0)])
-        acc = ensembles.team_accuracy(self.bundle, masks, combiner=self.objective.combiner)
+        acc = masks_vote_accuracy(self.bundle, masks, combiner=self.objective.combiner)
         return acc[:rows]
 
     def _grow(self, need: int) -> None:
@@ -352,12 +352,14 @@ def exhaustive_objective(
     obj, size_tuple = _resolve(bundle, objective, sizes)
     top_k = _check_positive("top-k", top_k)
     masks, scores = score_all(bundle, metric=obj.metric, sizes=size_tuple, max_teams=max_teams)
-    accuracy = np.empty(len(masks))
-    for lo in range(0, len(masks), _ACC_CHUNK):
-        hi = min(lo + _ACC_CHUNK, len(masks))
-        accuracy[lo:hi] = ensembles.team_accuracy(bundle, masks[lo:hi], combiner=obj.combiner)
-        if progress is not None:
-            progress(hi, len(masks))
+    # Every team's vote accuracy through the packed kernel, in the same canonical order.
+    acc_masks, accuracy = team_vote_accuracies(
+        bundle, size_tuple, combiner=obj.combiner, max_teams=max_teams
+    )
+    if not np.array_equal(acc_masks, masks):  # pragma: no cover - both enumerate canonically
+        raise AssertionError("team order of the accuracy and diversity scans differ")
+    if progress is not None:
+        progress(len(masks), len(masks))
     fitness = obj.fitness(scores, accuracy, masks.sum(axis=1), bundle.n_models)
     # score_all returns canonical order, so a stable sort on fitness is the tie rule.
     order = np.argsort(-np.round(fitness, 10), kind="stable")[:top_k]

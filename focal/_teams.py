@@ -27,6 +27,10 @@ __all__ = [
 #: Binomials are clamped here so the table fits int64; see :func:`binomial_table`.
 BINOMIAL_CLAMP = 1 << 62
 
+#: Refuse exhaustive requests above this many teams unless ``max_teams`` is raised (one limit
+#: for every scan that materialises or streams all teams).
+DEFAULT_MAX_TEAMS = 1 << 22
+
 
 def binomial_table(n_max: int) -> np.ndarray:
     """Table ``B[n, k] = min(C(n, k), 2^62)`` for ``0 ≤ n, k ≤ n_max`` (0 when ``k > n``), int64.

@@ -47,7 +47,7 @@ import numpy as np
 from ensembles import COMBINERS, Bundle
 from ensembles.util import InputError
 
-from ._teams import binomial_table, count_teams, parse_sizes, unrank_teams
+from ._teams import DEFAULT_MAX_TEAMS, binomial_table, count_teams, parse_sizes, unrank_teams
 
 __all__ = [
     "VOTE_COMBINERS",
@@ -60,8 +60,6 @@ __all__ = [
 PACKED_COMBINERS = frozenset({"plurality", "majority"})
 VOTE_COMBINERS = tuple(COMBINERS)
 
-#: Refuse to materialise more teams than this in :func:`team_vote_accuracies` by default.
-DEFAULT_MAX_TEAMS = 1 << 22
 
 # Target elements of one chunk's (teams, samples[, classes]) intermediate.
 _PACKED_ELEMENTS = 1 << 22

@@ -36,6 +36,7 @@ from ._select import AUTO_EXHAUSTIVE_LIMIT as AUTO_EXHAUSTIVE_LIMIT
 from ._select import STRATEGIES as STRATEGIES
 from ._select import resolve_sizes as resolve_sizes
 from ._teams import parse_sizes as parse_sizes
+from ._votes import team_vote_accuracies as team_vote_accuracies
 
 __all__ = [
     "AUTO_EXHAUSTIVE_LIMIT",
@@ -58,5 +59,6 @@ __all__ = [
     "protocol_splits",
     "report_teams",
     "resolve_sizes",
+    "team_vote_accuracies",
     "vote_accuracy",
 ]

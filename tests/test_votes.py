@@ -1,4 +1,4 @@
-"""Exactness of the packed vote-accuracy kernel (focal.team_vote_accuracies and helpers).
+"""Exactness of the packed vote-accuracy kernel (focal.search.team_vote_accuracies and helpers).
 
 The reference below is written from the combiner definitions, one team at a time, in float64
 NumPy: it shares no code with the kernel under test.
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import ensembles
 import focal
+import focal.search
 from ensembles.util import InputError
 from focal._votes import field_bits, iter_vote_accuracies, masks_vote_accuracy
 
@@ -137,11 +138,11 @@ def test_all_teams_match_reference(data, combiner):
     live = _live(masks, combiner, weights)
     if len(live) < len(masks):  # a weighted request with a dead team is refused as a whole
         with pytest.raises(InputError, match="weight zero"):
-            focal.team_vote_accuracies(bundle, sizes, combiner=combiner, weights=weights)
+            focal.search.team_vote_accuracies(bundle, sizes, combiner=combiner, weights=weights)
         got = masks_vote_accuracy(bundle, live, combiner=combiner, weights=weights)
         np.testing.assert_array_equal(got, reference_accuracy(bundle, live, combiner, weights))
         return
-    got_masks, got = focal.team_vote_accuracies(
+    got_masks, got = focal.search.team_vote_accuracies(
         bundle, sizes, combiner=combiner, **_kwargs(combiner, weights)
     )
     np.testing.assert_array_equal(got_masks, masks)  # canonical order
@@ -222,11 +223,11 @@ def test_stream_matches_full_and_chunking():
         labels=rng.integers(0, 4, 50),
         preds=rng.integers(-1, 4, (7, 50)),
     )
-    masks, acc = focal.team_vote_accuracies(b, "2-4")
+    masks, acc = focal.search.team_vote_accuracies(b, "2-4")
     parts = list(iter_vote_accuracies(b, (2, 4), teams_per_yield=5, chunk_size=3))
     assert [(s, r) for s, r, _ in parts][:3] == [(2, 0), (2, 5), (2, 10)]
     np.testing.assert_array_equal(np.concatenate([a for _, _, a in parts]), acc)
-    _, acc7 = focal.team_vote_accuracies(b, "2-4", chunk_size=7)
+    _, acc7 = focal.search.team_vote_accuracies(b, "2-4", chunk_size=7)
     np.testing.assert_array_equal(acc7, acc)
     np.testing.assert_array_equal(acc, reference_accuracy(b, masks, "plurality"))
 
@@ -261,10 +262,10 @@ def test_mmlu_pro_subset_matches_reference(mmlu):
 
 
 def test_mmlu_pro_all_small_teams_match_team_accuracy(mmlu):
-    masks, acc = focal.team_vote_accuracies(mmlu, (2, 3))
+    masks, acc = focal.search.team_vote_accuracies(mmlu, (2, 3))
     np.testing.assert_array_equal(acc, ensembles.team_accuracy(mmlu, masks))
     rng = np.random.default_rng(1)
-    _, acc5 = focal.team_vote_accuracies(mmlu, 5, combiner="majority")
+    _, acc5 = focal.search.team_vote_accuracies(mmlu, 5, combiner="majority")
     pick = rng.choice(len(acc5), 500, replace=False)
     masks5 = all_masks(mmlu.n_models, [5])[pick]
     np.testing.assert_array_equal(
@@ -284,11 +285,11 @@ def test_bbh_soft_matches_team_accuracy():
         pytest.skip(f"shared data file {path} is absent (set FOCAL_DATA_DIR)")
     for task in ("navigate", "date_understanding", "web_of_lies"):
         b = ensembles.load_bundle(path, task=task)
-        masks, _ = focal.team_vote_accuracies(b, (2, 5))
+        masks, _ = focal.search.team_vote_accuracies(b, (2, 5))
         w = np.linspace(0.5, 2.0, b.n_models)
         for combiner in COMBINERS:
             kw = _kwargs(combiner, w)
-            _, got = focal.team_vote_accuracies(b, (2, 5), combiner=combiner, **kw)
+            _, got = focal.search.team_vote_accuracies(b, (2, 5), combiner=combiner, **kw)
             ref = ensembles.team_accuracy(b, masks, combiner=combiner, **kw)
             np.testing.assert_array_equal(got, ref)
             np.testing.assert_array_equal(got, reference_accuracy(b, masks, combiner, w))
@@ -305,7 +306,7 @@ def test_no_labels_is_input_error():
     b = copy.copy(_small())
     object.__setattr__(b, "labels", None)
     with pytest.raises(InputError, match="labels"):
-        focal.team_vote_accuracies(b, 2)
+        focal.search.team_vote_accuracies(b, 2)
     with pytest.raises(InputError, match="labels"):
         masks_vote_accuracy(b, [[1, 1, 0]])
 
@@ -325,12 +326,12 @@ def test_no_labels_is_input_error():
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(InputError, match=match):
-        focal.team_vote_accuracies(_small(), (2, 3), **kwargs)
+        focal.search.team_vote_accuracies(_small(), (2, 3), **kwargs)
 
 
 def test_bad_sizes_and_masks():
     with pytest.raises(InputError, match="sizes"):
-        focal.team_vote_accuracies(_small(), 4)
+        focal.search.team_vote_accuracies(_small(), 4)
     with pytest.raises(InputError, match="no members"):
         masks_vote_accuracy(_small(), [[0, 0, 0]])
     with pytest.raises(InputError, match="mask"):
