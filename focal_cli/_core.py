@@ -133,32 +133,52 @@ def register(sub: Any) -> None:
     p = subcommand(
         sub,
         "recommend",
-        help="which team to use: chosen on one split, checked against the best single model",
+        help="which team and combiner to use: chosen by cross-validation, guarded, reported",
         description="""\
-        Choose teams on the selection rows by the default objective (0.2*focal diversity +
-        0.8*plurality accuracy; bench/README.md says how it was chosen) and report them on
-        the report rows beside the best single model (chosen on the selection rows) and the
-        whole pool. The recommendation is the best team only when it beats the best single
-        model on the selection rows by a one-sided exact McNemar test at --alpha; otherwise
-        the best single model is recommended, and the output says so. Splits follow the one
-        split policy (the bundle's split, completed; or a seeded 60/20/20 split).
+        Recommend a (team, combiner) pair. Candidates are procedures: a team rule (the best
+        single model, the whole pool, the k most accurate models, the team found by the
+        objective 0.2*focal diversity + 0.8*accuracy) with a combiner (plurality, soft or
+        weighted vote, logistic stacking; --topla adds the LLM-TOPLA fuser). Each is scored by
+        K-fold cross-validation inside the selection rows (default: every row outside the
+        report split), so no team is judged on the rows it was chosen on. The best procedure
+        is recommended only when it beats the best single model under the same folds (one-sided
+        exact McNemar test at --alpha); then it is refitted on all selection rows and reported
+        once on the report split beside the baselines. Splits follow the one split policy (the
+        bundle's split, completed; or a seeded 60/20/20 split); the rows used are recorded.
 
         examples:
           focal recommend outputs.npz
-          focal recommend bbh.npz --task navigate --select-on train --report-on test
-          focal recommend mmlu.npz --seed 3 --format json
+          focal recommend outputs.npz --out rec.json        # then: focal fuse train --from rec.json
+          focal recommend bbh.npz --task navigate --format json
+          focal recommend mmlu.npz --folds 10 --combiners plurality,weighted,stacking --seed 3
         """,
         run=run_recommend,
     )
     add_bundle(p)
     _add_sizes(p)
-    p.add_argument("--top-k", type=int, default=5, help="candidate teams to report (5)")
-    _add_objective(p, default="fitness")
-    _add_protocol(p, select_on="val", report_on="test")
+    p.add_argument(
+        "--select-on",
+        choices=("rest", *SPLITS),
+        default="rest",
+        help="rows to choose on: rest (every row outside --report-on; default) or a split",
+    )
+    p.add_argument(
+        "--report-on",
+        choices=(*SPLITS, "none"),
+        default="test",
+        help="split reported on once the choice is made (default test; none: no report)",
+    )
+    p.add_argument(
+        "--combiners",
+        default="plurality,soft,weighted,stacking",
+        help="comma-separated built-in combiners (default all four)",
+    )
+    p.add_argument("--topla", action="store_true", help="also try the LLM-TOPLA fuser (slower)")
+    p.add_argument("--folds", type=int, default=5, help="K of the cross-validation (5)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance of the guard (0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a split made for the bundle")
-    p.add_argument("--search", choices=("auto", "exhaustive", "greedy", "beam"), default="auto",
-                   help="strategy (default auto)")  # fmt: skip
+    p.add_argument("--w-div", type=float, default=None, help="objective weight of focal diversity")
+    p.add_argument("--seed", type=int, default=0, help="seed of a split made here and of the folds")
+    p.add_argument("--out", metavar="FILE", help="also write the recommendation as JSON (atomic)")
     add_format(p)
 
     p = subcommand(
@@ -381,63 +401,76 @@ def run_recommend(args: argparse.Namespace) -> int:
     """``focal recommend``: one call to :func:`focal.recommend`, then print."""
     import ensembles
     import focal
+    from ensembles.util import check_writable, write_json_atomic
 
+    if args.out:
+        check_writable(args.out, name="--out")
     bundle = ensembles.load_bundle(args.bundle, task=args.task)
-    if args.objective != "fitness":
-        raise UsageError("recommend ranks by --objective fitness; use focal prune for others")
-    objective = focal.Objective(w_div=args.w_div, w_acc=args.w_acc, size_penalty=args.size_penalty)
+    combiners: list[object] = [c.strip() for c in args.combiners.split(",") if c.strip()]
+    if args.topla:
+        import fusers
+
+        combiners.append(fusers.ToplaFuser(seed=args.seed))
+    objective = None
+    if args.w_div is not None:
+        if not 0.0 <= args.w_div <= 1.0:
+            raise UsageError(f"--w-div: must lie in [0, 1], got {args.w_div}")
+        objective = focal.Objective(w_div=args.w_div, w_acc=1.0 - args.w_div)
     rec = focal.recommend(
-        bundle, select_on=args.select_on, report_on=args.report_on, objective=objective,
-        sizes=_sizes_arg(args), top_k=args.top_k, alpha=args.alpha, seed=args.seed,
-        search=args.search,
-    )  # fmt: skip
+        bundle,
+        select_on=args.select_on,
+        report_on=None if args.report_on == "none" else args.report_on,
+        objective=objective,
+        sizes=_sizes_arg(args),
+        combiners=combiners,
+        folds=args.folds,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
     doc = rec.to_dict()
+    doc["bundle"] = {"path": str(args.bundle), "task": args.task}
+    if args.out:
+        write_json_atomic(args.out, doc)
     return emit(args, doc, lambda: _recommend_text(doc))
 
 
 def _recommend_text(doc: dict[str, Any]) -> str:
-    rec, rows = doc["recommendation"], doc["rows"]
-    sel, rep = rows["select_on"], rows["report_on"]
+    rec, rows, rep = doc["recommendation"], doc["rows"], doc["report"]
     what = "team" if rec["kind"] == "team" else "the best single model"
+    how = f", combined by {rec['combiner']}" if rec["kind"] == "team" else ""
     lines = [
-        f"recommendation ({what}): {', '.join(rec['members'])}"
-        + (f", combined by {rec['combiner']} vote" if rec["kind"] == "team" else "")
-        + f" — accuracy {fmt(rec['report_accuracy'])} on {rep}",
-        f"  {rec['reason']} (one-sided McNemar p = {rec['p_value']:.3g}, alpha {rec['alpha']})",
-        f"  chosen on {rows['sizes'][sel]:,} {sel} rows; reported on {rows['sizes'][rep]:,} "
-        f"{rep} rows (split: {rows['source']}, seed {rows['seed']})",
-        f"\ncandidate teams ranked by {doc['objective']} on {sel}:",
+        f"recommendation ({what}): {', '.join(rec['members'])}{how}",
+        f"  {rec['reason']} (cross-validated accuracy {fmt(rec['cv_accuracy'])}; one-sided "
+        f"McNemar p = {rec['p_value']:.3g}, alpha {rec['alpha']})",
+        f"  chosen on the {rows['select_on']} rows ({rows.get('folds')} folds); split: "
+        f"{rows.get('source')}, seed {rows.get('seed')}, sizes {rows.get('sizes')}",
+        "",
+        "procedures by cross-validated accuracy on the selection rows:",
         table(
-            ("rank", "fitness", "focal", f"acc {sel}", f"acc {rep}", "size", "members"),
+            ("rank", "team rule", "combiner", "cv accuracy", "mean size"),
             [
-                (
-                    i + 1,
-                    t["fitness"],
-                    t["score"],
-                    t["accuracy"],
-                    t["report_accuracy"],
-                    t["size"],
-                    ", ".join(t["members"]),
-                )
-                for i, t in enumerate(doc["teams"])
+                (i + 1, c["rule"], c["combiner"], c["cv_accuracy"], c["mean_size"])
+                for i, c in enumerate(doc["candidates"][:10])
             ],
-        ),  # fmt: skip
+        ),
     ]
-    single, pool = doc["best_single"], doc["pool"]
-    lines.append(
-        table(
-            ("baseline", f"acc {sel}", f"acc {rep}"),
-            [
-                (
-                    f"best single model: {single['name']}",
-                    single["accuracy"],
-                    single["report_accuracy"],
-                ),
-                ("whole pool (plurality)", pool["accuracy"], pool["report_accuracy"]),
-            ],
-        )  # fmt: skip
-    )
-    lines.insert(-1, "")
+    if rep is not None:
+        single = rep["best_single"]
+        body = [
+            ("the recommendation", rep["recommendation"]),
+            (f"best single model ({single['name']}, chosen on the selection rows)",
+             single["report_accuracy"]),
+        ]  # fmt: skip
+        extra = (
+            ("pool_plurality", "whole pool, plurality"),
+            ("pool_soft", "whole pool, soft vote"),
+            ("oracle", "oracle"),
+        )
+        for key, label in extra:
+            if key in rep:
+                body.append((label, rep[key]))
+        lines += ["", f"on the {rows.get('report_on')} rows ({rep['n_rows']:,}), touched once:",
+                  table(("", "accuracy"), body)]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -438,13 +438,12 @@ def run_demo(
 
     from focal import recommend
 
-    rec_report = recommend(
-        bundle, select_on="val", report_on="test", sizes=size_tuple, top_k=1
-    ).to_dict()
+    log("focal demo: recommending a team and combiner by cross-validation on train+val ...")
+    rec_report = recommend(bundle, report_on="test", sizes=size_tuple, seed=seed).to_dict()
     default_recommendation = {
         **rec_report["recommendation"],
-        "objective": rec_report["objective"],
-        "top_team": rec_report["teams"][0],
+        "candidates": rec_report["candidates"][:5],
+        "report": rec_report["report"],
     }
 
     counts = {s: int((bundle.split == s).sum()) for s in ensembles.SPLIT_NAMES}
@@ -603,18 +602,6 @@ def format_demo(doc: dict[str, Any]) -> str:
         ),
     ]  # fmt: skip
     dr = doc.get("default_recommendation")
-    if dr:
-        top = dr["top_team"]
-        rows.append(
-            (
-                "top by 0.2*focal+0.8*acc",
-                top["size"],
-                top["accuracy"],
-                top["report_accuracy"],
-                top["report_soft_accuracy"],
-                ", ".join(top["members"]),
-            )
-        )
     rows += [
         (
             f"focal #{t['rank']}",
@@ -641,10 +628,13 @@ def format_demo(doc: dict[str, Any]) -> str:
             "smallest team)"
         )
     if dr:
-        out.append(
-            f"focal recommend (default objective {dr['objective']}, guarded): "
-            f"{dr['kind'].replace('_', ' ')} {', '.join(dr['members'])}, "
-            f"test accuracy {_f(dr['report_accuracy'])} ({dr['reason']}; p = {dr['p_value']:.3g})"
+        how = f" combined by {dr['combiner']}" if dr["kind"] == "team" else ""
+        out.insert(
+            0,
+            f"RECOMMENDATION (focal recommend): {dr['kind'].replace('_', ' ')} "
+            f"{', '.join(dr['members'])}{how} — test accuracy {_f(dr['report_accuracy'])} vs best "
+            f"single model {_f(dr['report']['best_single']['report_accuracy'])}\n  "
+            f"({dr['reason']}; cross-validated {_f(dr['cv_accuracy'])}, p = {dr['p_value']:.3g})\n",
         )
     out.append(
         f"\nplot of every team (focal diversity vs accuracy on val, recommended teams starred, "

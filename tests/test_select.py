@@ -165,27 +165,44 @@ def _recommend_bundle(team_wins: bool, seed: int = 0) -> ensembles.Bundle:
 
 
 def test_recommend_team_branch():
-    rec = focal.recommend(_recommend_bundle(team_wins=True))
+    rec = focal.recommend(_recommend_bundle(team_wins=True), combiners=("plurality", "weighted"))
     assert rec.kind == "team" and rec.team.size >= 2 and rec.p_value <= rec.alpha
-    assert rec.team.members == rec.selection.best.members
+    assert rec.combiner in ("plurality", "weighted") and rec.rule != "best_single"
     doc = rec.to_dict()
-    assert (
-        doc["recommendation"]["kind"] == "team" and doc["recommendation"]["combiner"] == "plurality"
-    )
-    assert doc["rows"]["select_on"] == "val" and doc["rows"]["report_on"] == "test"
-    assert doc["recommendation"]["report_accuracy"] == doc["teams"][0]["report_accuracy"]
+    assert doc["recommendation"]["kind"] == "team"
+    assert doc["rows"]["select_on"] == "train+val" and doc["rows"]["report_on"] == "test"
+    assert doc["rows"]["folds"] == 5
+    # The candidates are sorted by cross-validated accuracy; the winner is the first team one.
+    cv = [c["cv_accuracy"] for c in doc["candidates"]]
+    assert cv == sorted(cv, reverse=True)
+    assert doc["recommendation"]["cv_accuracy"] == pytest.approx(cv[0])
+    assert doc["report"]["recommendation"] > doc["report"]["best_single"]["report_accuracy"]
 
 
 def test_recommend_single_model_branch():
-    rec = focal.recommend(_recommend_bundle(team_wins=False))
+    rec = focal.recommend(_recommend_bundle(team_wins=False), combiners=("plurality", "weighted"))
     assert rec.kind == "single_model" and rec.team.members == ("a",)
-    assert rec.p_value > rec.alpha
+    assert rec.combiner == "single"
     doc = rec.to_dict()
-    assert doc["recommendation"]["report_accuracy"] == doc["best_single"]["report_accuracy"]
+    assert doc["report"]["recommendation"] == doc["report"]["best_single"]["report_accuracy"]
+
+
+def test_recommend_cross_validation_matches_a_direct_computation():
+    """The plurality-of-the-pool procedure needs no fitting: its CV accuracy is its accuracy on
+    the selection rows, computed here from the definition."""
+    bundle = _recommend_bundle(team_wins=True, seed=2)
+    rec = focal.recommend(bundle, combiners=("plurality",))
+    pool = next(c for c in rec.candidates if c["rule"] == "pool")
+    sel = bundle.select_samples(bundle.split != "test")
+    votes = np.zeros((sel.n_samples, 4), dtype=int)
+    for m in range(3):
+        votes[np.arange(sel.n_samples), sel.preds[m]] += 1
+    expected = float((votes.argmax(axis=1) == sel.labels).mean())
+    assert pool["cv_accuracy"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_recommend_never_reads_test_labels():
-    """Permuting the test rows' labels changes no choice: teams, guard, best single model."""
+    """Permuting the test rows' labels changes no choice: the procedure, the team, the guard."""
     bundle = _recommend_bundle(team_wins=True, seed=5)
     test = np.flatnonzero(bundle.split == "test")
     labels = bundle.labels.copy()
@@ -193,11 +210,16 @@ def test_recommend_never_reads_test_labels():
     shuffled = ensembles.Bundle.create(
         models=list(bundle.models), labels=labels, preds=bundle.preds, split=bundle.split
     )
-    a, b = focal.recommend(bundle), focal.recommend(shuffled)
-    assert a.kind == b.kind and a.team.members == b.team.members and a.p_value == b.p_value
-    assert [t.members for t in a.selection.teams] == [t.members for t in b.selection.teams]
-    assert a.best_single["name"] == b.best_single["name"]
-    assert a.best_single["accuracy"] == b.best_single["accuracy"]
+    kw = {"combiners": ("plurality", "weighted", "stacking")}
+    a, b = focal.recommend(bundle, **kw), focal.recommend(shuffled, **kw)
+    assert (a.kind, a.rule, a.combiner, a.team.members) == (
+        b.kind,
+        b.rule,
+        b.combiner,
+        b.team.members,
+    )
+    assert a.p_value == b.p_value and a.candidates == b.candidates
+    assert a.report["best_single"]["name"] == b.report["best_single"]["name"]
 
 
 def test_recommend_records_the_rows_of_a_seeded_split():
@@ -205,6 +227,18 @@ def test_recommend_records_the_rows_of_a_seeded_split():
     labels = rng.integers(0, 2, 200)
     preds = np.where(rng.random((3, 200)) < 0.7, labels, 1 - labels)
     b = ensembles.Bundle.create(models=list("xyz"), labels=labels, preds=preds)
-    rows = focal.recommend(b, seed=7).rows
+    rows = focal.recommend(b, seed=7, combiners=("plurality",)).rows
     assert rows["source"] == "seeded" and rows["seed"] == 7
     assert rows["sizes"] == {"train": 120, "val": 40, "test": 40}
+
+
+def test_recommend_bad_input_is_one_line():
+    b = _recommend_bundle(team_wins=True)
+    for kwargs, needle in [
+        ({"folds": 1}, "folds"),
+        ({"alpha": 2.0}, "alpha"),
+        ({"combiners": ("magic",)}, "unknown combiner"),
+    ]:
+        with pytest.raises(ValueError, match=needle) as info:
+            focal.recommend(b, **kwargs)
+        assert "\n" not in str(info.value)
