@@ -225,6 +225,13 @@ class _Fuser:
     def _meta(self) -> dict[str, Any]:
         return {}
 
+    def _saved_params(self) -> dict[str, Any]:
+        """The constructor arguments as JSON (an optax optimiser is not serialisable: ``None``)."""
+        params = self.get_params()
+        if "optimizer" in params:
+            params["optimizer"] = None
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
     def save(self, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
         """Write the fitted fuser to a folder: orbax ``params/`` then ``fuser.json`` (atomic).
 
@@ -250,8 +257,8 @@ class _Fuser:
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
             "kind": self.kind,
-            "params": {k: list(v) if isinstance(v, tuple) else v
-                       for k, v in self.get_params().items()},
+            "params": self._saved_params(),
+            "optimizer": "default" if getattr(self, "optimizer", None) is None else "custom",
             "team": list(self.team_),
             "n_classes": self.n_classes_,
             "n_features_in": self.n_features_in_,
@@ -306,6 +313,9 @@ class MLPFuser(_Fuser):
             (:func:`fusers.ensure_splits`).
         seed: seed of the weights, the shuffles and any split made here.
         checkpoint_every: epochs between training checkpoints when ``fit`` gets a folder.
+        optimizer: an ``optax.GradientTransformation`` to train with; ``None`` (default) is
+            Adam at ``learning_rate``. A saved fuser records only whether it was the default
+            (a loaded fuser is ready to predict; refitting it uses Adam unless given one).
 
     Attributes:
         team_: member names, in input order.
@@ -348,6 +358,7 @@ class MLPFuser(_Fuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         self.hidden = hidden
         self.epochs = epochs
@@ -361,6 +372,7 @@ class MLPFuser(_Fuser):
         self.val_fraction = val_fraction
         self.seed = seed
         self.checkpoint_every = checkpoint_every
+        self.optimizer = optimizer
 
     def _config(self):
         from ._train import TrainConfig
@@ -429,8 +441,8 @@ class MLPFuser(_Fuser):
             "scores": prep["scores_mode"],
         }
         history = fit_classifier(
-            model, data, config, checkpoint_dir=checkpoint_dir, callback=callback,
-            fingerprint_extra=extra,
+            model, data, config, optimizer=self.optimizer, checkpoint_dir=checkpoint_dir,
+            callback=callback, fingerprint_extra=extra,
         )  # fmt: skip
         from ._checkpoint import tree_to_arrays
 
@@ -523,12 +535,13 @@ class ToplaFuser(MLPFuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         super().__init__(
             hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, restore=restore, faithful=faithful, scores=scores,
             valid_classes=valid_classes, val_fraction=val_fraction, seed=seed,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, optimizer=optimizer,
         )  # fmt: skip
 
 
@@ -570,12 +583,13 @@ class FusionShotFuser(MLPFuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         super().__init__(
             hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, restore=restore, faithful=faithful, scores=scores,
             valid_classes=valid_classes, val_fraction=val_fraction, seed=seed,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, optimizer=optimizer,
         )  # fmt: skip
 
 
