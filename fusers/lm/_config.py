@@ -403,7 +403,9 @@ class DecoderConfig:
 
     def to_hf(self) -> Any:
         """The equivalent transformers configuration object (``LlamaConfig`` etc.)."""
-        import transformers
+        from ._extra import require
+
+        transformers = require("transformers", feature="DecoderConfig.to_hf")
 
         cls = {
             "llama": transformers.LlamaConfig,
