@@ -182,3 +182,33 @@ def test_one_compilation_per_shape(oracle):
     for seed in (6, 7):
         fusers.ToplaFuser(epochs=1, seed=seed).fit(oracle)
     assert _train._train_epoch._cache_size() == before
+
+
+def test_optimizer_is_any_optax_transformation(oracle, tmp_path):
+    import json
+
+    import optax
+
+    default = fusers.ToplaFuser(epochs=3, seed=0).fit(oracle)
+    adam = fusers.ToplaFuser(epochs=3, seed=0, optimizer=optax.adam(1e-3)).fit(oracle)
+    for k in default.params_:  # None is Adam at learning_rate
+        np.testing.assert_array_equal(adam.params_[k], default.params_[k])
+    sgd = fusers.ToplaFuser(epochs=3, seed=0, optimizer=optax.sgd(0.5)).fit(oracle)
+    assert sgd.history_["loss"] != default.history_["loss"]
+    sgd.save(tmp_path / "f")
+    doc = json.loads((tmp_path / "f" / "fuser.json").read_text())
+    assert doc["optimizer"] == "custom" and doc["params"]["optimizer"] is None
+    np.testing.assert_array_equal(fusers.load_fuser(tmp_path / "f").predict(oracle),
+                                  sgd.predict(oracle))  # fmt: skip
+    with pytest.raises(ValueError, match="optax.GradientTransformation"):
+        fusers.ToplaFuser(epochs=1, optimizer="adam").fit(oracle)
+
+
+def test_best_state_is_a_copy_not_the_live_parameters(oracle):
+    # Stopping early keeps training past the best epoch (patience): the restored parameters
+    # must be those of the best epoch, which score exactly the recorded best val accuracy.
+    f = fusers.ToplaFuser(epochs=40, patience=5, learning_rate=0.3, seed=0).fit(oracle)
+    h = f.history_
+    assert h["best_epoch"] < h["epochs_run"]
+    assert h["val_accuracy"][-1] != h["best_val_accuracy"]  # the live state moved on
+    assert f.score(oracle, split="val") == h["best_val_accuracy"]
