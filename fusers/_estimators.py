@@ -1,6 +1,6 @@
-"""Fuser estimators (FUSERS.md §0–§1): LLM-TOPLA-Weighted, FusionShot's MLP, and stacking.
+"""Fuser estimators: LLM-TOPLA-Weighted, FusionShot's MLP, and stacking (docs/fusers.md).
 
-All follow the scikit-learn conventions of STYLE.md §9: the constructor stores its keyword
+All follow the scikit-learn conventions: the constructor stores its keyword
 arguments only; :meth:`fit` validates, learns and returns ``self``; learned state ends in ``_``;
 ``predict``, ``predict_proba`` and ``score`` take a bundle holding (at least) the team's models.
 Flax, optax and orbax are imported only when a network is built, trained, saved or loaded.
@@ -36,11 +36,12 @@ __all__ = [
 
 #: Metadata file of a saved fuser (written atomically, last).
 CONFIG_FILE = "fuser.json"
-#: Orbax folder of a saved fuser's parameters.
+#: Folder of a saved fuser's parameters (a one-step checkpoint, see ``fusers._checkpoint``).
 PARAMS_DIR = "params"
-#: Training checkpoints of ``fit(..., checkpoint_dir=...)`` live in this sub-folder.
+#: Format name and version recorded in ``fuser.json`` (version 2: parameters in a numbered
+#: checkpoint step).
 FORMAT = "focal-fusion.fuser"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -284,7 +285,7 @@ class _Fuser:
 
 
 class MLPFuser(_Fuser):
-    """Learn-to-combine MLP over the members' class scores (FUSERS.md §1.1).
+    """Learn-to-combine MLP over the members' class scores (see docs/fusers.md).
 
     Inputs are the team members' per-class scores concatenated model-major (``probs``, or
     one-hot ``preds`` for bundles without ``probs``); the output is one logit per class. The
@@ -494,9 +495,9 @@ def _map(fn: Callable[[Any], Any], tree: Any) -> Any:
 
 
 class ToplaFuser(MLPFuser):
-    """LLM-TOPLA-Weighted: the §1.1 MLP over the team's per-answer or per-choice features.
+    """LLM-TOPLA-Weighted: the :class:`MLPFuser` network over per-answer or per-choice features.
 
-    The features are FUSERS.md §1.2: (a) answer-frequency vectors over a shared, padded
+    The features are (a) answer-frequency vectors over a shared, padded
     solution space (build the bundle with :func:`fusers.answer_space` and
     :meth:`fusers.AnswerSpace.to_bundle`, and use ``valid_classes="support"`` so padded slots
     and "not in the space" are never predicted); (b)/(d) per-choice probabilities or scores
@@ -546,7 +547,7 @@ class ToplaFuser(MLPFuser):
 
 
 class FusionShotFuser(MLPFuser):
-    """FusionShot's learn-to-combine MLP over the members' raw class scores (FUSERS.md §1.3).
+    """FusionShot's learn-to-combine MLP over the members' raw class scores.
 
     The same network as :class:`ToplaFuser`; FusionShot keeps the best val epoch but never
     stops early (``patience=None``). Every argument is that of :class:`MLPFuser`.

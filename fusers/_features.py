@@ -1,4 +1,4 @@
-"""Input features of the MLP fusers (FUSERS.md §1.2): answer-frequency spaces and choice scores.
+"""Input features of the MLP fusers: answer-frequency spaces and choice scores.
 
 Two routes lead to the same ``(n_samples, n_members · n_slots)`` input matrix, concatenated
 model-major (``[member 0 block | member 1 block | …]``):
@@ -45,7 +45,7 @@ VALID_CLASSES = ("all", "support")
 # ---------------------------------------------------------------------------------- route (a)
 @dataclasses.dataclass(frozen=True)
 class AnswerSpace:
-    """Per-question solution spaces of sampled open answers (FUSERS.md §1.2 a).
+    """Per-question solution spaces of sampled open answers (route a).
 
     Attributes:
         freqs: member frequency vectors, shape ``(n_members, n_questions, space_size)``:
@@ -92,7 +92,7 @@ class AnswerSpace:
 
         The last class means "gold answer not in the space": no member gives it mass, so a
         fuser with ``valid_classes="support"`` never predicts it (nor a padded slot), and the
-        unanswerable rows stay in the denominator as wrong (FUSERS.md §1.2).
+        unanswerable rows stay in the denominator as wrong.
 
         Example:
             >>> s = answer_space([[[1]], [[2]]], gold=[3], space_size=2)
@@ -160,7 +160,7 @@ def answer_space(
     truncated or padded to ``space_size`` slots with a validity mask; the label is the slot of
     the gold answer, or ``space_size`` when it is not in the space ("unanswerable").
 
-    These are the *fixed* rules of FUSERS.md §1.2 (a). Missing answers (``None``, NaN, empty
+    These are the *fixed* rules of the open-answer route. Missing answers (``None``, NaN, empty
     strings) are dropped before the space is built but still count in ``K``; the order is
     stable and exact (frequencies are summed as fractions); padding is marked by the mask, so a
     real answer ``0`` is never confused with padding. Numbers compare by value (``3 == 3.0``);

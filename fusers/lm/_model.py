@@ -449,7 +449,7 @@ def resize_token_embeddings(model: CausalLM, vocab_size: int) -> CausalLM:
     """Grow (or shrink) the vocabulary of ``model`` in place, e.g. after adding special tokens.
 
     New rows of the input embedding (and of ``lm_head`` when untied) start at the mean of the
-    existing rows (FUSERS §2.2: added markers begin as an "average" token); kept rows are
+    existing rows (added markers begin as an "average" token); kept rows are
     unchanged. ``model.config.vocab_size`` is updated, so the model saves and reloads as usual.
 
     Args:

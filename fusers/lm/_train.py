@@ -178,7 +178,7 @@ def make_optimizer(
         learning_rate: peak learning rate.
         total_steps: length of the decay (``None``: constant after warm-up).
         warmup_steps: linear warm-up steps from 0.
-        schedule: ``"linear"`` decay to 0 (FUSERS §2.2), ``"cosine"`` or ``"constant"``.
+        schedule: ``"linear"`` decay to 0 (the default), ``"cosine"`` or ``"constant"``.
         weight_decay: decoupled weight decay.
         b1: Adam first-moment decay.
         b2: Adam second-moment decay.
