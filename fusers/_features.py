@@ -145,6 +145,34 @@ def _sort_key(item: tuple[Any, Fraction]) -> tuple[Fraction, int, Any]:
     return (-total, 0 if isinstance(answer, float) else 1, answer)
 
 
+def _member_counts(drawn_per_member: Sequence[Sequence[Any]]):
+    """Per member: the count of each (normalised, non-missing) answer, and its sample count K."""
+    counts: list[dict[Any, int]] = []
+    ks: list[int] = []
+    for samples in drawn_per_member:
+        drawn = list(samples)
+        c: dict[Any, int] = {}
+        for a in drawn:
+            key = _normalise_answer(a)
+            if key is not None:
+                c[key] = c.get(key, 0) + 1
+        counts.append(c)
+        ks.append(len(drawn))
+    return counts, ks
+
+
+def _slot_order(counts: list[dict[Any, int]], ks: list[int], space_size: int, q: int) -> list:
+    """The answers of one question by summed frequency (exact fractions), truncated."""
+    totals: dict[Any, Fraction] = {}
+    for c, k in zip(counts, ks, strict=True):
+        for key, cnt in c.items():
+            totals[key] = totals.get(key, Fraction(0)) + Fraction(cnt, k)
+    try:
+        return [a for a, _ in sorted(totals.items(), key=_sort_key)][:space_size]
+    except TypeError:  # pragma: no cover - _normalise_answer makes keys comparable
+        raise BundleError(f"answers: question {q} mixes incomparable answers") from None
+
+
 def answer_space(
     samples: Sequence[Sequence[Sequence[Any]]],
     gold: Sequence[Any],
@@ -201,25 +229,8 @@ def answer_space(
     labels = np.full(n, space_size, dtype=np.int64)
     table: list[list[Any]] = []
     for q in range(n):
-        counts: list[dict[Any, int]] = []
-        ks: list[int] = []
-        totals: dict[Any, Fraction] = {}
-        for m in range(n_members):
-            drawn = list(samples[m][q])
-            k = len(drawn)
-            c: dict[Any, int] = {}
-            for a in drawn:
-                key = _normalise_answer(a)
-                if key is not None:
-                    c[key] = c.get(key, 0) + 1
-            counts.append(c)
-            ks.append(k)
-            for key, cnt in c.items():
-                totals[key] = totals.get(key, Fraction(0)) + Fraction(cnt, k)
-        try:
-            order = [a for a, _ in sorted(totals.items(), key=_sort_key)][:space_size]
-        except TypeError:  # pragma: no cover - _normalise_answer makes keys comparable
-            raise BundleError(f"answers: question {q} mixes incomparable answers") from None
+        counts, ks = _member_counts([samples[m][q] for m in range(n_members)])
+        order = _slot_order(counts, ks, space_size, q)
         for slot, answer in enumerate(order):
             mask[q, slot] = True
             for m in range(n_members):

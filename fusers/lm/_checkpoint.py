@@ -169,52 +169,57 @@ def load_weights(model: CausalLM, path: str | os.PathLike, *, strict: bool = Tru
     safe_open = require("safetensors", feature="fusers.lm.load_weights").safe_open
     root = Path(path)
     files = _weight_files(root)
-    tied = model.config.tie_word_embeddings
-    wanted: dict[str, tuple[tuple[Any, ...], nnx.Variable, bool]] = {}
+    wanted = {}
     for p, var in _params(model):
         name, transpose = _hf_name(p)
         wanted[name] = (p, var, transpose)
-    missing = sorted(set(wanted) - set(files))
-    if missing:
-        raise InputError(
-            f"{root}: checkpoint lacks tensors {', '.join(missing[:5])}"
-            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        )
-    extra = sorted(
-        n
-        for n in set(files) - set(wanted)
-        if not _IGNORED.search(n) and not (tied and n == "lm_head.weight")
-    )
-    if extra and strict:
-        raise InputError(
-            f"{root}: unexpected tensors {', '.join(extra[:5])}"
-            + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-            + " (is config.json the right one for these weights?)"
-        )
+    _check_names(root, set(wanted), set(files), tied=model.config.tie_word_embeddings,
+                 strict=strict)  # fmt: skip
     by_file: dict[Path, list[str]] = {}
     for name in wanted:
         by_file.setdefault(files[name], []).append(name)
     new_state = []
     for file, names in sorted(by_file.items()):
         with safe_open(file, "numpy") as f:
-            for name in names:
-                p, var, transpose = wanted[name]
-                expected = tuple(var.get_value().shape)
-                if transpose:
-                    expected = expected[::-1]
-                shape = tuple(f.get_slice(name).get_shape())
-                if shape != expected:
-                    raise InputError(
-                        f"{file.name}: tensor {name} has shape {shape} but the config implies "
-                        f"{expected}"
-                    )
-                array = f.get_tensor(name)
-                if transpose:
-                    array = array.T
-                dtype = var.get_value().dtype
-                new_state.append((p, var.replace(jnp.asarray(array.astype(_np_dtype(dtype))))))
+            new_state += [_read_tensor(f, file, name, *wanted[name]) for name in names]
     nnx.update(model, nnx.from_flat_state(new_state))
     return model
+
+
+def _more(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _check_names(root: Path, wanted: set[str], found: set[str], *, tied: bool, strict: bool):
+    """Refuse a checkpoint lacking a parameter, or (``strict``) holding unknown tensors."""
+    missing = sorted(wanted - found)
+    if missing:
+        raise InputError(f"{root}: checkpoint lacks tensors {_more(missing)}")
+    extra = sorted(
+        n for n in found - wanted if not _IGNORED.search(n) and not (tied and n == "lm_head.weight")
+    )
+    if extra and strict:
+        raise InputError(
+            f"{root}: unexpected tensors {_more(extra)} (is config.json the right one for these "
+            "weights?)"
+        )
+
+
+def _read_tensor(f, file: Path, name: str, p, var: nnx.Variable, transpose: bool):
+    """One tensor as ``(path, variable)``, shape-checked, transposed and cast as the model's."""
+    expected = tuple(var.get_value().shape)
+    if transpose:
+        expected = expected[::-1]
+    shape = tuple(f.get_slice(name).get_shape())
+    if shape != expected:
+        raise InputError(
+            f"{file.name}: tensor {name} has shape {shape} but the config implies {expected}"
+        )
+    array = f.get_tensor(name)
+    if transpose:
+        array = array.T
+    dtype = var.get_value().dtype
+    return p, var.replace(jnp.asarray(array.astype(_np_dtype(dtype))))
 
 
 def _checkpoint_dtype(root: Path) -> Any:
