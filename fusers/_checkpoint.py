@@ -211,7 +211,8 @@ class CheckpointStore:
         """Write ``state`` (a pytree of arrays) and ``metadata`` (JSON-able) as ``step``.
 
         Saving a step that already exists replaces it (the old one is deleted first, so
-        write new steps with new numbers when the previous one must survive a crash).
+        write new steps with new numbers when the previous one must survive a crash); a step
+        older than one in the folder is refused (orbax would skip it silently).
         """
         import orbax.checkpoint as ocp
 
@@ -222,6 +223,13 @@ class CheckpointStore:
             "fingerprint": self.fingerprint,
         }
         manager = self._open()
+        step = int(step)
+        later = [s for s in manager.all_steps() if s > step]
+        if later:
+            raise InputError(
+                f"{self.directory}: holds step {max(later)}, later than step {step}; "
+                "use a new folder (or delete this one) for a new run"
+            )
         if step in manager.all_steps():
             manager.delete(step)
         manager.save(
@@ -231,6 +239,8 @@ class CheckpointStore:
             ),
         )
         manager.wait_until_finished()
+        if step not in manager.all_steps():  # pragma: no cover - orbax skipped it silently
+            raise InputError(f"{self.directory}: checkpoint step {step} was not written")
 
     def restore(self, template: Any = None, *, step: int | None = None) -> tuple[Any, dict]:
         """Read a step (default: the latest): ``(state, metadata)``.

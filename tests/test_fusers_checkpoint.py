@@ -135,6 +135,10 @@ def test_checkpoint_store_keeps_the_last_steps_and_checks_digests(tmp_path):
     for step in range(1, 6):
         store.save(step, {"w": np.full(3, step, np.float32)}, {"epoch": step})
     assert store.steps() == [3, 4, 5]
+    with pytest.raises(ValueError, match="later than step 2; use a new folder"):
+        store.save(2, {"w": np.zeros(3, np.float32)})
+    store.save(5, {"w": np.full(3, 9, np.float32)}, {"epoch": 9})  # same step: replaced
+    assert store.restore()[1] == {"epoch": 9}
     state, meta = store.restore({"w": np.zeros(3, np.float32)}, step=4)
     assert state["w"].tolist() == [4.0] * 3
     assert meta == {"epoch": 4}

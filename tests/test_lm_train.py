@@ -200,3 +200,18 @@ def test_fit_optimizer_arguments():
     assert sgd[0] == default[0] and sgd[1] != default[1]
     with pytest.raises(ValueError, match="optimizer: expected"):
         lm.fit(model, "adam", iter([batch]), steps=1)
+
+
+def test_damaged_or_mismatched_lm_checkpoint_is_one_line(tmp_path):
+    model = lm.CausalLM(CFG, rngs=nnx.Rngs(0))
+    lm.save_checkpoint(tmp_path / "c", model, step=3)
+    other = lm.CausalLM(CFG.replace(intermediate_size=32), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="the model expects") as info:
+        lm.restore_checkpoint(tmp_path / "c", other)
+    assert "\n" not in str(info.value)
+    for path in (tmp_path / "c" / "3").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="corrupted") as info:
+        lm.restore_checkpoint(tmp_path / "c", model)
+    assert str(tmp_path / "c" / "3") in str(info.value) and "\n" not in str(info.value)
