@@ -212,3 +212,14 @@ def test_best_state_is_a_copy_not_the_live_parameters(oracle):
     assert h["best_epoch"] < h["epochs_run"]
     assert h["val_accuracy"][-1] != h["best_val_accuracy"]  # the live state moved on
     assert f.score(oracle, split="val") == h["best_val_accuracy"]
+
+
+def test_raising_epochs_continues_a_finished_run(oracle, tmp_path):
+    kw = {"seed": 1, "checkpoint_every": 3}
+    fusers.ToplaFuser(epochs=4, **kw).fit(oracle, checkpoint_dir=tmp_path)
+    more = fusers.ToplaFuser(epochs=7, **kw).fit(oracle, checkpoint_dir=tmp_path)
+    straight = fusers.ToplaFuser(epochs=7, **kw).fit(oracle)
+    assert more.history_["resumed_from"] == 4
+    assert more.history_["loss"] == straight.history_["loss"]
+    for k in straight.params_:
+        np.testing.assert_array_equal(more.params_[k], straight.params_[k])
