@@ -41,7 +41,7 @@ def remap_splits(bundle: Bundle, *, train_on: str, report_on: str) -> Bundle:
 
 
 def batch_mean_accuracy(correct: Any, *, batch_size: int = 64, seed: int | None = None) -> float:
-    """The reference's reporting metric: mean of per-batch accuracies (FUSERS.md §0.4).
+    """The reference's reporting metric: mean of per-batch accuracies.
 
     Biased when the last batch is short; kept only as a faithful reporting option beside the
     sample-level accuracy. ``seed`` shuffles the rows first (the reference's shuffled loader);
@@ -86,7 +86,7 @@ def baselines(
     * ``best_single``: the pool's model with the best ``select_on`` accuracy (lowest index on
       ties), and ``best_member``: the same within the team;
     * ``plurality``, ``majority``, ``soft`` (``None`` without ``probs``): votes of the team
-      (CONTRACT §5);
+      (see ``ensembles.team_accuracy``);
     * ``stacking``: :class:`fusers.StackingFuser` (logistic regression on the team's scores);
     * ``pool_plurality``, ``pool_soft``: votes of the whole pool;
     * ``oracle_team``, ``oracle_pool``: some member right (upper bounds, not baselines).

@@ -1,6 +1,6 @@
-"""Fuser estimators (FUSERS.md §0–§1): LLM-TOPLA-Weighted, FusionShot's MLP, and stacking.
+"""Fuser estimators: LLM-TOPLA-Weighted, FusionShot's MLP, and stacking (docs/fusers.md).
 
-All follow the scikit-learn conventions of STYLE.md §9: the constructor stores its keyword
+All follow the scikit-learn conventions: the constructor stores its keyword
 arguments only; :meth:`fit` validates, learns and returns ``self``; learned state ends in ``_``;
 ``predict``, ``predict_proba`` and ``score`` take a bundle holding (at least) the team's models.
 Flax, optax and orbax are imported only when a network is built, trained, saved or loaded.
@@ -35,11 +35,12 @@ __all__ = [
 
 #: Metadata file of a saved fuser (written atomically, last).
 CONFIG_FILE = "fuser.json"
-#: Orbax folder of a saved fuser's parameters.
+#: Folder of a saved fuser's parameters (a one-step checkpoint, see ``fusers._checkpoint``).
 PARAMS_DIR = "params"
-#: Training checkpoints of ``fit(..., checkpoint_dir=...)`` live in this sub-folder.
+#: Format name and version recorded in ``fuser.json`` (version 2: parameters in a numbered
+#: checkpoint step).
 FORMAT = "focal-fusion.fuser"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -224,6 +225,13 @@ class _Fuser:
     def _meta(self) -> dict[str, Any]:
         return {}
 
+    def _saved_params(self) -> dict[str, Any]:
+        """The constructor arguments as JSON (an optax optimiser is not serialisable: ``None``)."""
+        params = self.get_params()
+        if "optimizer" in params:
+            params["optimizer"] = None
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
     def save(self, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
         """Write the fitted fuser to a folder: orbax ``params/`` then ``fuser.json`` (atomic).
 
@@ -249,8 +257,8 @@ class _Fuser:
             "format_version": FORMAT_VERSION,
             "class": type(self).__name__,
             "kind": self.kind,
-            "params": {k: list(v) if isinstance(v, tuple) else v
-                       for k, v in self.get_params().items()},
+            "params": self._saved_params(),
+            "optimizer": "default" if getattr(self, "optimizer", None) is None else "custom",
             "team": list(self.team_),
             "n_classes": self.n_classes_,
             "n_features_in": self.n_features_in_,
@@ -276,7 +284,7 @@ class _Fuser:
 
 
 class MLPFuser(_Fuser):
-    """Learn-to-combine MLP over the members' class scores (FUSERS.md §1.1).
+    """Learn-to-combine MLP over the members' class scores (see docs/fusers.md).
 
     Inputs are the team members' per-class scores concatenated model-major (``probs``, or
     one-hot ``preds`` for bundles without ``probs``); the output is one logit per class. The
@@ -305,6 +313,9 @@ class MLPFuser(_Fuser):
             (:func:`ensembles.ensure_splits`).
         seed: seed of the weights, the shuffles and any split made here.
         checkpoint_every: epochs between training checkpoints when ``fit`` gets a folder.
+        optimizer: an ``optax.GradientTransformation`` to train with; ``None`` (default) is
+            Adam at ``learning_rate``. A saved fuser records only whether it was the default
+            (a loaded fuser is ready to predict; refitting it uses Adam unless given one).
 
     Attributes:
         team_: member names, in input order.
@@ -347,6 +358,7 @@ class MLPFuser(_Fuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         self.hidden = hidden
         self.epochs = epochs
@@ -360,6 +372,7 @@ class MLPFuser(_Fuser):
         self.val_fraction = val_fraction
         self.seed = seed
         self.checkpoint_every = checkpoint_every
+        self.optimizer = optimizer
 
     def _config(self):
         from ._train import TrainConfig
@@ -428,8 +441,8 @@ class MLPFuser(_Fuser):
             "scores": prep["scores_mode"],
         }
         history = fit_classifier(
-            model, data, config, checkpoint_dir=checkpoint_dir, callback=callback,
-            fingerprint_extra=extra,
+            model, data, config, optimizer=self.optimizer, checkpoint_dir=checkpoint_dir,
+            callback=callback, fingerprint_extra=extra,
         )  # fmt: skip
         from ._checkpoint import tree_to_arrays
 
@@ -481,9 +494,9 @@ def _map(fn: Callable[[Any], Any], tree: Any) -> Any:
 
 
 class ToplaFuser(MLPFuser):
-    """LLM-TOPLA-Weighted: the §1.1 MLP over the team's per-answer or per-choice features.
+    """LLM-TOPLA-Weighted: the :class:`MLPFuser` network over per-answer or per-choice features.
 
-    The features are FUSERS.md §1.2: (a) answer-frequency vectors over a shared, padded
+    The features are (a) answer-frequency vectors over a shared, padded
     solution space (build the bundle with :func:`fusers.answer_space` and
     :meth:`fusers.AnswerSpace.to_bundle`, and use ``valid_classes="support"`` so padded slots
     and "not in the space" are never predicted); (b)/(d) per-choice probabilities or scores
@@ -522,17 +535,18 @@ class ToplaFuser(MLPFuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         super().__init__(
             hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, restore=restore, faithful=faithful, scores=scores,
             valid_classes=valid_classes, val_fraction=val_fraction, seed=seed,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, optimizer=optimizer,
         )  # fmt: skip
 
 
 class FusionShotFuser(MLPFuser):
-    """FusionShot's learn-to-combine MLP over the members' raw class scores (FUSERS.md §1.3).
+    """FusionShot's learn-to-combine MLP over the members' raw class scores.
 
     The same network as :class:`ToplaFuser`; FusionShot keeps the best val epoch but never
     stops early (``patience=None``). Every argument is that of :class:`MLPFuser`.
@@ -569,12 +583,13 @@ class FusionShotFuser(MLPFuser):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         checkpoint_every: int = 10,
+        optimizer: Any = None,
     ) -> None:
         super().__init__(
             hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, restore=restore, faithful=faithful, scores=scores,
             valid_classes=valid_classes, val_fraction=val_fraction, seed=seed,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, optimizer=optimizer,
         )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Input features of the MLP fusers (FUSERS.md §1.2): answer-frequency spaces and choice scores.
+"""Input features of the MLP fusers: answer-frequency spaces and choice scores.
 
 Two routes lead to the same ``(n_samples, n_members · n_slots)`` input matrix, concatenated
 model-major (``[member 0 block | member 1 block | …]``):
@@ -45,7 +45,7 @@ VALID_CLASSES = ("all", "support")
 # ---------------------------------------------------------------------------------- route (a)
 @dataclasses.dataclass(frozen=True)
 class AnswerSpace:
-    """Per-question solution spaces of sampled open answers (FUSERS.md §1.2 a).
+    """Per-question solution spaces of sampled open answers (route a).
 
     Attributes:
         freqs: member frequency vectors, shape ``(n_members, n_questions, space_size)``:
@@ -92,7 +92,7 @@ class AnswerSpace:
 
         The last class means "gold answer not in the space": no member gives it mass, so a
         fuser with ``valid_classes="support"`` never predicts it (nor a padded slot), and the
-        unanswerable rows stay in the denominator as wrong (FUSERS.md §1.2).
+        unanswerable rows stay in the denominator as wrong.
 
         Example:
             >>> s = answer_space([[[1]], [[2]]], gold=[3], space_size=2)
@@ -145,6 +145,34 @@ def _sort_key(item: tuple[Any, Fraction]) -> tuple[Fraction, int, Any]:
     return (-total, 0 if isinstance(answer, float) else 1, answer)
 
 
+def _member_counts(drawn_per_member: Sequence[Sequence[Any]]):
+    """Per member: the count of each (normalised, non-missing) answer, and its sample count K."""
+    counts: list[dict[Any, int]] = []
+    ks: list[int] = []
+    for samples in drawn_per_member:
+        drawn = list(samples)
+        c: dict[Any, int] = {}
+        for a in drawn:
+            key = _normalise_answer(a)
+            if key is not None:
+                c[key] = c.get(key, 0) + 1
+        counts.append(c)
+        ks.append(len(drawn))
+    return counts, ks
+
+
+def _slot_order(counts: list[dict[Any, int]], ks: list[int], space_size: int, q: int) -> list:
+    """The answers of one question by summed frequency (exact fractions), truncated."""
+    totals: dict[Any, Fraction] = {}
+    for c, k in zip(counts, ks, strict=True):
+        for key, cnt in c.items():
+            totals[key] = totals.get(key, Fraction(0)) + Fraction(cnt, k)
+    try:
+        return [a for a, _ in sorted(totals.items(), key=_sort_key)][:space_size]
+    except TypeError:  # pragma: no cover - _normalise_answer makes keys comparable
+        raise BundleError(f"answers: question {q} mixes incomparable answers") from None
+
+
 def answer_space(
     samples: Sequence[Sequence[Sequence[Any]]],
     gold: Sequence[Any],
@@ -160,7 +188,7 @@ def answer_space(
     truncated or padded to ``space_size`` slots with a validity mask; the label is the slot of
     the gold answer, or ``space_size`` when it is not in the space ("unanswerable").
 
-    These are the *fixed* rules of FUSERS.md §1.2 (a). Missing answers (``None``, NaN, empty
+    These are the *fixed* rules of the open-answer route. Missing answers (``None``, NaN, empty
     strings) are dropped before the space is built but still count in ``K``; the order is
     stable and exact (frequencies are summed as fractions); padding is marked by the mask, so a
     real answer ``0`` is never confused with padding. Numbers compare by value (``3 == 3.0``);
@@ -201,25 +229,8 @@ def answer_space(
     labels = np.full(n, space_size, dtype=np.int64)
     table: list[list[Any]] = []
     for q in range(n):
-        counts: list[dict[Any, int]] = []
-        ks: list[int] = []
-        totals: dict[Any, Fraction] = {}
-        for m in range(n_members):
-            drawn = list(samples[m][q])
-            k = len(drawn)
-            c: dict[Any, int] = {}
-            for a in drawn:
-                key = _normalise_answer(a)
-                if key is not None:
-                    c[key] = c.get(key, 0) + 1
-            counts.append(c)
-            ks.append(k)
-            for key, cnt in c.items():
-                totals[key] = totals.get(key, Fraction(0)) + Fraction(cnt, k)
-        try:
-            order = [a for a, _ in sorted(totals.items(), key=_sort_key)][:space_size]
-        except TypeError:  # pragma: no cover - _normalise_answer makes keys comparable
-            raise BundleError(f"answers: question {q} mixes incomparable answers") from None
+        counts, ks = _member_counts([samples[m][q] for m in range(n_members)])
+        order = _slot_order(counts, ks, space_size, q)
         for slot, answer in enumerate(order):
             mask[q, slot] = True
             for m in range(n_members):

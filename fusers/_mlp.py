@@ -1,4 +1,4 @@
-"""The shared fuser network of LLM-TOPLA-Weighted and FusionShot (FUSERS.md §1.1), in Flax NNX."""
+"""The shared fuser network of LLM-TOPLA-Weighted and FusionShot, in Flax NNX (docs/fusers.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["MLP", "fuser_logits", "masked_loss"]
 
 
 class MLP(nnx.Module):
-    """Dense → sigmoid → … → Dense, Xavier-uniform weights and bias 0.01 (FUSERS.md §1.1).
+    """Dense → sigmoid → … → Dense, Xavier-uniform weights and bias 0.01.
 
     The fixed default returns the logits of the last Dense layer. The *faithful* variant
     (``faithful=True``) reproduces the reference head: ``softmax(sigmoid(z))``; its training

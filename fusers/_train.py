@@ -1,21 +1,24 @@
 """The fusers' training toolkit: seeded, jitted, early-stopped, checkpointed and resumable.
 
-Every learned fuser trains through :func:`fit_classifier`:
+Every learned fuser trains through :func:`fit_classifier`, a plain loop over two jitted steps:
 
 * **seeded**: the weights come from ``nnx.Rngs(seed)`` (the caller's), the shuffle of epoch
   ``e`` from ``jax.random.fold_in(jax.random.key(seed), e)``; nothing global is touched, so a
   run is reproducible and a resumed run is identical to an uninterrupted one;
-* **jitted**: an epoch is one jitted call that scans the optimiser step over the shuffled
-  mini-batches (:func:`train_step` is the same step as a standalone ``nnx.jit`` function);
-  the last, short batch is padded with zero-weight rows, which is exactly a short batch;
+* **jitted**: the training step of an epoch is one jitted call that scans the optimiser step
+  over the shuffled mini-batches (:func:`train_step` is the same step as a standalone
+  ``nnx.jit`` function); the last, short batch is padded with zero-weight rows, which is
+  exactly a short batch. The evaluation step (validation accuracy) is jitted too;
+* **any optax optimiser**: ``optimizer=None`` is Adam at the configured learning rate; any
+  ``optax.GradientTransformation`` may be passed instead;
 * **early stopping** on the validation rows only: the validation accuracy is computed after
   every epoch; the best epoch's parameters are kept as a real copy and restored at the end
   (``restore="best"``; the reference's no-op restore is ``restore="last"``); training stops
   after ``patience`` epochs without a strict improvement (``None``: never);
-* **checkpointed**: with a ``checkpoint_dir``, the model, optimiser and best state go to an
-  orbax folder every ``checkpoint_every`` epochs (and when training ends), followed by an
-  atomically replaced ``trainer.json`` naming it; calling again with the same folder, model,
-  data and settings resumes from there.
+* **checkpointed**: with a ``checkpoint_dir``, the model, optimiser and best state and the
+  loop's bookkeeping go to a :class:`fusers._checkpoint.CheckpointStore` (numbered orbax
+  steps, the last two kept) every ``checkpoint_every`` epochs and when training ends;
+  calling again with the same folder, model, data and settings resumes from the latest step.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import functools
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,9 +41,9 @@ from flax import nnx
 
 from ensembles.util import InputError
 
-from ._checkpoint import arrays_digest, arrays_to_tree, load_arrays, save_arrays, tree_to_arrays
+from ._checkpoint import CheckpointStore, arrays_digest, tree_to_arrays
 from ._mlp import fuser_logits, masked_loss
-from ._util import atomic_write_json, check_int, read_json
+from ._util import check_int
 
 __all__ = [
     "RESTORE_MODES",
@@ -55,19 +57,21 @@ __all__ = [
 ]
 
 RESTORE_MODES = ("best", "last")
-TRAINER_FILE = "trainer.json"
+#: Training checkpoints kept in a checkpoint folder (the most recent ones).
+KEEP_CHECKPOINTS = 2
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of :func:`fit_classifier` (FUSERS.md §1.1 defaults).
+    """Optimisation settings of :func:`fit_classifier` (the reference fusers' defaults).
 
     Attributes:
         epochs: maximum number of passes over the training rows (reference 300).
-        batch_size: rows per Adam step (reference 64).
-        learning_rate: Adam learning rate (reference 1e-3).
+        batch_size: rows per optimiser step (reference 64).
+        learning_rate: learning rate of the default Adam optimiser (reference 1e-3; unused
+            when :func:`fit_classifier` gets its own ``optimizer``).
         patience: stop after this many epochs without a strict improvement of the validation
             accuracy; ``None`` never stops early (FusionShot), LLM-TOPLA used 200.
         restore: ``"best"`` restores a copy of the best epoch's parameters; ``"last"`` keeps
@@ -215,8 +219,19 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def make_optimizer(model: nnx.Module, *, learning_rate: float = 1e-3) -> nnx.Optimizer:
-    """Adam over the model's ``nnx.Param`` variables (FUSERS.md §1.1).
+def make_optimizer(
+    model: nnx.Module,
+    *,
+    learning_rate: float = 1e-3,
+    optimizer: optax.GradientTransformation | None = None,
+) -> nnx.Optimizer:
+    """An ``nnx.Optimizer`` over the model's ``nnx.Param`` variables.
+
+    Args:
+        model: the network.
+        learning_rate: rate of the default Adam.
+        optimizer: any optax transformation to use instead of Adam (``learning_rate`` is
+            then ignored).
 
     Example:
         >>> from fusers._mlp import MLP
@@ -224,7 +239,12 @@ def make_optimizer(model: nnx.Module, *, learning_rate: float = 1e-3) -> nnx.Opt
         >>> int(opt.step[...])
         0
     """
-    return nnx.Optimizer(model, _adam(float(learning_rate)), wrt=nnx.Param)
+    tx = _adam(float(learning_rate)) if optimizer is None else optimizer
+    if not isinstance(tx, optax.GradientTransformation):
+        raise InputError(
+            f"optimizer: expected an optax.GradientTransformation, got {type(tx).__name__}"
+        )
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
 @nnx.jit
@@ -236,7 +256,7 @@ def train_step(
     w: jax.Array,
     mask: jax.Array,
 ) -> jax.Array:
-    """One Adam step on a batch; returns the batch loss. Updates ``model`` and ``optimizer``.
+    """One optimiser step on a batch; returns the batch loss. Updates ``model`` and ``optimizer``.
 
     Example:
         >>> from fusers._mlp import MLP
@@ -252,8 +272,8 @@ def train_step(
 
 
 @functools.partial(jax.jit, static_argnames=("gd_model", "gd_opt", "batch_size"))
-def _run_epoch(gd_model, gd_opt, st_model, st_opt, key, x, y, w, mask, *, batch_size):
-    """One epoch: shuffle with ``key``, pad to whole batches, scan the Adam step."""
+def _train_epoch(gd_model, gd_opt, st_model, st_opt, key, x, y, w, mask, *, batch_size):
+    """One epoch: shuffle with ``key``, pad to whole batches, scan the optimiser step."""
     n = x.shape[0]
     n_batches = -(-n // batch_size)
     xp = jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)])
@@ -284,6 +304,14 @@ def _scores(gd_model, st_model, x, mask):
     return fuser_logits(nnx.merge(gd_model, st_model), x, mask)
 
 
+@functools.partial(jax.jit, static_argnames=("gd_model",))
+def _eval_correct(gd_model, st_model, x, y, mask):
+    """Number of rows whose argmax is the label (a row without a valid class predicts -1)."""
+    pred = jnp.argmax(fuser_logits(nnx.merge(gd_model, st_model), x, mask), axis=1)
+    pred = jnp.where(mask.any(axis=1), pred, -1)
+    return (pred == y).sum()
+
+
 def predict_scores(model: nnx.Module, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The fuser's masked scores (logits, ``-inf`` on invalid slots), shape ``(n, C)``.
 
@@ -300,14 +328,79 @@ def predict_scores(model: nnx.Module, x: np.ndarray, mask: np.ndarray) -> np.nda
     )
 
 
-def _predict(gd, st, x, mask) -> np.ndarray:
-    s = np.asarray(_scores(gd, st, x, mask))
-    pred = s.argmax(axis=1)
-    return np.where(np.asarray(mask).any(axis=1), pred, -1)
-
-
 def _copy(tree: Any) -> Any:
     return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arrays:
+    """The data of a fit on the device, sanitised for the loss (see :func:`_device_arrays`)."""
+
+    x: jax.Array
+    y: jax.Array
+    w: jax.Array
+    mask: jax.Array
+    x_val: jax.Array
+    y_val: jax.Array
+    mask_val: jax.Array
+    n_val: int
+
+
+def _device_arrays(data: ClassifierData) -> _Arrays:
+    """Training rows whose label is not a valid slot get weight 0 and a harmless label; rows
+    without any valid slot are unmasked for the loss (their weight is 0 anyway)."""
+    w = data.train_weights()
+    y_safe = np.where(w > 0, data.y_train, data.mask_train.argmax(axis=1)).astype(np.int32)
+    mask_loss = np.where(data.mask_train.any(axis=1, keepdims=True), data.mask_train, True)
+    return _Arrays(
+        x=jnp.asarray(data.x_train),
+        y=jnp.asarray(y_safe),
+        w=jnp.asarray(w),
+        mask=jnp.asarray(mask_loss),
+        x_val=jnp.asarray(data.x_val),
+        y_val=jnp.asarray(data.y_val),
+        mask_val=jnp.asarray(data.mask_val),
+        n_val=int(data.y_val.shape[0]),
+    )
+
+
+@dataclasses.dataclass
+class _Loop:
+    """The training loop's state: live and best parameters, optimiser state, bookkeeping."""
+
+    model: Any
+    opt: Any
+    best: Any
+    losses: list[float] = dataclasses.field(default_factory=list)
+    val_accuracy: list[float] = dataclasses.field(default_factory=list)
+    best_val: float = -1.0
+    best_epoch: int = 0
+    bad: int = 0
+    epoch: int = 0
+    stopped: bool = False
+
+    def arrays(self) -> dict[str, Any]:
+        return {"model": self.model, "opt": self.opt, "best": self.best}
+
+    def bookkeeping(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "stopped": self.stopped,
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_val,
+            "bad_epochs": self.bad,
+            "loss": self.losses,
+            "val_accuracy": self.val_accuracy,
+        }
+
+    def done(self, config: TrainConfig) -> bool:
+        return self.stopped or self.epoch >= config.epochs
+
+
+def _optimizer_id(optimizer: optax.GradientTransformation | None, config: TrainConfig) -> Any:
+    if optimizer is None:
+        return {"name": "adam", "learning_rate": config.learning_rate}
+    return "custom"  # a user's transformation: its state's shapes are still checked on resume
 
 
 def _fingerprint(config: TrainConfig, data: ClassifierData, st_model, extra: Mapping) -> str:
@@ -319,11 +412,65 @@ def _fingerprint(config: TrainConfig, data: ClassifierData, st_model, extra: Map
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _resume(store: CheckpointStore, loop: _Loop) -> _Loop:
+    """The loop state of the latest checkpoint (its arrays checked against ``loop``'s)."""
+    restored, doc = store.restore(loop.arrays())
+    try:
+        out = _Loop(
+            model=jax.tree.map(jnp.asarray, restored["model"]),
+            opt=jax.tree.map(jnp.asarray, restored["opt"]),
+            best=jax.tree.map(jnp.asarray, restored["best"]),
+            losses=[float(v) for v in doc["loss"]],
+            val_accuracy=[float(v) for v in doc["val_accuracy"]],
+            best_val=float(doc["best_val_accuracy"]),
+            best_epoch=int(doc["best_epoch"]),
+            bad=int(doc["bad_epochs"]),
+            epoch=int(doc["epoch"]),
+            stopped=bool(doc["stopped"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{store.directory}: training checkpoint is corrupted ({exc})") from None
+    if len(out.losses) != out.epoch:
+        raise InputError(f"{store.directory}: training checkpoint is corrupted (history length)")
+    return out
+
+
+def _epoch(loop: _Loop, gd_m, gd_o, arrays: _Arrays, key, config: TrainConfig) -> None:
+    """Train one epoch, evaluate on the validation rows, update the early-stopping state."""
+    loop.model, loop.opt, loss = _train_epoch(
+        gd_m, gd_o, loop.model, loop.opt, key, arrays.x, arrays.y, arrays.w, arrays.mask,
+        batch_size=config.batch_size,
+    )  # fmt: skip
+    correct = _eval_correct(gd_m, loop.model, arrays.x_val, arrays.y_val, arrays.mask_val)
+    acc = int(correct) / arrays.n_val
+    loop.epoch += 1
+    loop.losses.append(float(loss))
+    loop.val_accuracy.append(acc)
+    if acc > loop.best_val:
+        loop.best_val, loop.best_epoch, loop.bad = acc, loop.epoch, 0
+        loop.best = _copy(loop.model)  # a real copy, not a reference to the live state
+    else:
+        loop.bad += 1
+    loop.stopped = config.patience is not None and loop.bad >= config.patience
+
+
+def _report(loop: _Loop, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "epoch": loop.epoch,
+        "epochs": config.epochs,
+        "loss": loop.losses[-1],
+        "val_accuracy": loop.val_accuracy[-1],
+        "best_epoch": loop.best_epoch,
+        "best_val_accuracy": loop.best_val,
+    }
+
+
 def fit_classifier(
     model: nnx.Module,
     data: ClassifierData,
     config: TrainConfig,
     *,
+    optimizer: optax.GradientTransformation | None = None,
     checkpoint_dir: str | Path | None = None,
     callback: ProgressFn | None = None,
     fingerprint_extra: Mapping[str, Any] | None = None,
@@ -335,9 +482,10 @@ def fit_classifier(
             :class:`fusers.MLP`; its initial weights are the caller's (seeded ``nnx.Rngs``).
         data: training and validation arrays; validation rows are never trained on.
         config: optimisation settings.
-        checkpoint_dir: folder for resumable training checkpoints (``trainer.json`` plus an
-            orbax folder). A checkpoint of another run (other data, model or settings other
-            than ``epochs``) is refused with a ``ValueError``; a finished run is not retrained.
+        optimizer: an optax transformation; ``None`` is Adam at ``config.learning_rate``.
+        checkpoint_dir: folder of resumable training checkpoints. A checkpoint of another run
+            (other data, model, optimiser or settings other than ``epochs``) is refused with
+            an :class:`ensembles.util.InputError`; a finished run is not retrained.
         callback: called after every epoch with a dict (``epoch``, ``epochs``, ``loss``,
             ``val_accuracy``, ``best_epoch``, ``best_val_accuracy``); may raise to stop.
         fingerprint_extra: extra JSON-able settings that must match for a resume.
@@ -346,7 +494,7 @@ def fit_classifier(
         The :class:`History`; ``model`` holds the restored parameters.
 
     Raises:
-        ValueError: bad settings, or an incompatible or corrupted checkpoint.
+        InputError: bad settings, or an incompatible or corrupted checkpoint.
 
     Example:
         >>> from fusers._mlp import MLP
@@ -360,119 +508,35 @@ def fit_classifier(
     """
     config = config.validated()
     start_time = time.perf_counter()
-    optimizer = make_optimizer(model, learning_rate=config.learning_rate)
     gd_m, st_m = nnx.split(model)
-    gd_o, st_o = nnx.split(optimizer)
-    x = jnp.asarray(data.x_train)
-    y_safe = np.where(data.train_weights() > 0, data.y_train, data.mask_train.argmax(axis=1))
-    y = jnp.asarray(y_safe.astype(np.int32))
-    w = jnp.asarray(data.train_weights())
-    mask_loss = np.where(data.mask_train.any(axis=1, keepdims=True), data.mask_train, True)
-    mask = jnp.asarray(mask_loss)
-    x_val = jnp.asarray(data.x_val)
-    mask_val = jnp.asarray(data.mask_val)
+    gd_o, st_o = nnx.split(make_optimizer(model, learning_rate=config.learning_rate,
+                                          optimizer=optimizer))  # fmt: skip
+    arrays = _device_arrays(data)
+    loop = _Loop(model=st_m, opt=st_o, best=_copy(st_m))
+    store, resumed_from = None, None
+    if checkpoint_dir is not None:
+        extra = {**(fingerprint_extra or {}), "optimizer": _optimizer_id(optimizer, config)}
+        fingerprint = _fingerprint(config, data, st_m, extra)
+        store = CheckpointStore(checkpoint_dir, keep=KEEP_CHECKPOINTS, fingerprint=fingerprint)
+        if store.latest() is not None:
+            loop = _resume(store, loop)
+            resumed_from = loop.epoch
     base_key = jax.random.key(config.seed)
-
-    losses: list[float] = []
-    val_acc: list[float] = []
-    best_st = _copy(st_m)
-    best_val, best_epoch, bad, start, stopped = -1.0, 0, 0, 0, False
-    resumed_from = None
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(config, data, st_m, fingerprint_extra or {})
-    if ckpt is not None and (ckpt / TRAINER_FILE).is_file():
-        doc = read_json(ckpt / TRAINER_FILE, what="training checkpoint")
-        if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint:
-            raise InputError(
-                f"{ckpt}: the training checkpoint belongs to another run (other data, model or "
-                "settings); delete it or use another folder"
-            )
-        try:
-            arrays = load_arrays(ckpt / doc["arrays"], digest=doc["digest"])
-            template = {"model": st_m, "opt": st_o, "best": st_m}
-            restored = arrays_to_tree(template, arrays, where=str(ckpt / doc["arrays"]))
-            losses = [float(v) for v in doc["loss"]]
-            val_acc = [float(v) for v in doc["val_accuracy"]]
-            best_val, best_epoch = float(doc["best_val_accuracy"]), int(doc["best_epoch"])
-            bad, start, stopped = int(doc["bad_epochs"]), int(doc["epoch"]), bool(doc["stopped"])
-        except (KeyError, TypeError) as exc:
-            raise InputError(
-                f"{ckpt / TRAINER_FILE}: training checkpoint is corrupted ({exc})"
-            ) from None
-        st_m = jax.tree.map(jnp.asarray, restored["model"])
-        st_o = jax.tree.map(jnp.asarray, restored["opt"])
-        best_st = jax.tree.map(jnp.asarray, restored["best"])
-        resumed_from = start
-
-    def save(epoch: int) -> None:
-        assert ckpt is not None
-        name = f"trainer_epoch{epoch:06d}"
-        arrays = tree_to_arrays({"model": st_m, "opt": st_o, "best": best_st})
-        digest = save_arrays(ckpt / name, arrays)
-        atomic_write_json(
-            ckpt / TRAINER_FILE,
-            {
-                "format": "focal-fusion.trainer",
-                "format_version": 1,
-                "fingerprint": fingerprint,
-                "arrays": name,
-                "digest": digest,
-                "epoch": epoch,
-                "stopped": stopped,
-                "best_epoch": best_epoch,
-                "best_val_accuracy": best_val,
-                "bad_epochs": bad,
-                "loss": losses,
-                "val_accuracy": val_acc,
-                "config": dataclasses.asdict(config),
-            },
-        )
-        for old in ckpt.glob("trainer_epoch*"):
-            if old.name != name and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-
-    epoch = start
-    if not stopped:
-        for epoch in range(start + 1, config.epochs + 1):
-            key = jax.random.fold_in(base_key, epoch)
-            st_m, st_o, loss = _run_epoch(
-                gd_m, gd_o, st_m, st_o, key, x, y, w, mask, batch_size=config.batch_size
-            )
-            pred = _predict(gd_m, st_m, x_val, mask_val)
-            acc = float((pred == data.y_val).mean())
-            losses.append(float(loss))
-            val_acc.append(acc)
-            if acc > best_val:
-                best_val, best_epoch, bad = acc, epoch, 0
-                best_st = _copy(st_m)  # a real copy, not a reference to the live state
-            else:
-                bad += 1
-            stopped = config.patience is not None and bad >= config.patience
-            last = stopped or epoch == config.epochs
-            if ckpt is not None and (epoch % config.checkpoint_every == 0 or last):
-                save(epoch)
+    try:
+        while not loop.done(config):
+            _epoch(loop, gd_m, gd_o, arrays, jax.random.fold_in(base_key, loop.epoch + 1), config)
+            due = loop.epoch % config.checkpoint_every == 0 or loop.done(config)
+            if store is not None and due:
+                store.save(loop.epoch, loop.arrays(), loop.bookkeeping())
             if callback is not None:
-                callback(
-                    {
-                        "epoch": epoch,
-                        "epochs": config.epochs,
-                        "loss": float(loss),
-                        "val_accuracy": acc,
-                        "best_epoch": best_epoch,
-                        "best_val_accuracy": best_val,
-                    }
-                )
-            if stopped:
-                break
-    epochs_run = len(losses)
-    nnx.update(model, best_st if config.restore == "best" else st_m)
+                callback(_report(loop, config))
+    finally:
+        if store is not None:
+            store.close()
+    nnx.update(model, loop.best if config.restore == "best" else loop.model)
     return History(
-        loss=losses,
-        val_accuracy=val_acc,
-        best_epoch=best_epoch,
-        best_val_accuracy=best_val,
-        epochs_run=epochs_run,
-        stopped_early=stopped,
-        resumed_from=resumed_from,
+        loss=loop.losses, val_accuracy=loop.val_accuracy, best_epoch=loop.best_epoch,
+        best_val_accuracy=loop.best_val, epochs_run=len(loop.losses),
+        stopped_early=loop.stopped, resumed_from=resumed_from,
         seconds=time.perf_counter() - start_time,
-    )
+    )  # fmt: skip

@@ -113,10 +113,49 @@ def test_corrupted_or_missing_metadata(saved, tmp_path):
 
 
 def test_corrupted_training_checkpoint(bundle, tmp_path):
+    from fusers._checkpoint import CheckpointStore
+
     fusers.ToplaFuser(epochs=2, checkpoint_every=1).fit(bundle, checkpoint_dir=tmp_path)
-    doc = json.loads((tmp_path / "trainer.json").read_text())
-    for path in (tmp_path / doc["arrays"]).rglob("*"):
+    assert CheckpointStore(tmp_path).steps() == [1, 2]
+    for path in (tmp_path / "2").rglob("*"):
         if path.is_file():
             path.write_bytes(b"junk")
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(ValueError, match="corrupted") as info:
         fusers.ToplaFuser(epochs=2, checkpoint_every=1).fit(bundle, checkpoint_dir=tmp_path)
+    assert str(tmp_path / "2") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_checkpoint_store_keeps_the_last_steps_and_checks_digests(tmp_path):
+    from fusers._checkpoint import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "s", keep=3, fingerprint="run-a")
+    assert store.latest() is None
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        store.restore()
+    for step in range(1, 6):
+        store.save(step, {"w": np.full(3, step, np.float32)}, {"epoch": step})
+    assert store.steps() == [3, 4, 5]
+    with pytest.raises(ValueError, match="later than step 2; use a new folder"):
+        store.save(2, {"w": np.zeros(3, np.float32)})
+    store.save(5, {"w": np.full(3, 9, np.float32)}, {"epoch": 9})  # same step: replaced
+    assert store.restore()[1] == {"epoch": 9}
+    state, meta = store.restore({"w": np.zeros(3, np.float32)}, step=4)
+    assert state["w"].tolist() == [4.0] * 3
+    assert meta == {"epoch": 4}
+    with pytest.raises(ValueError, match="does not match the model"):
+        store.restore({"v": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="belongs to another run"):
+        CheckpointStore(tmp_path / "s", fingerprint="run-b").restore()
+    # a valid orbax step whose arrays differ from the recorded digest is refused
+    import orbax.checkpoint as ocp
+
+    tampered = {"w": np.zeros(3, np.float32)}
+    handler = ocp.StandardCheckpointHandler()
+    target = tmp_path / "s" / "5" / "state"
+    import shutil
+
+    shutil.rmtree(target)
+    with ocp.Checkpointer(handler) as ckptr:
+        ckptr.save(target, args=ocp.args.StandardSave(tampered))
+    with pytest.raises(ValueError, match="SHA-256"):
+        store.restore()

@@ -61,3 +61,29 @@ def test_doctests(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_no_private_jax_imports():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for package in ("ensembles", "focal", "fusers", "focal_cli"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if any(n == "jax._src" or n.startswith("jax._src.") for n in names):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
+
+
+def test_fusers_lm_imports_without_the_hugging_face_stack():
+    code = "import fusers.lm, sys; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout.strip().splitlines()[-1]))
+    assert loaded & {"transformers", "tokenizers", "safetensors", "torch"} == set()

@@ -80,7 +80,9 @@ def test_resume_gives_the_uninterrupted_run(oracle, tmp_path):
 
     with pytest.raises(_Stop):
         fusers.ToplaFuser(**kw).fit(oracle, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / "trainer.json").is_file()
+    from fusers._checkpoint import CheckpointStore
+
+    assert CheckpointStore(tmp_path).steps() == [2, 4]  # every 2 epochs, the last 2 kept
     resumed = fusers.ToplaFuser(**kw).fit(oracle, checkpoint_dir=tmp_path)
     assert resumed.history_["resumed_from"] == 4
     assert resumed.history_["loss"] == full.history_["loss"]
@@ -176,7 +178,48 @@ def test_one_compilation_per_shape(oracle):
     from fusers import _train
 
     fusers.ToplaFuser(epochs=1, seed=5).fit(oracle)
-    before = _train._run_epoch._cache_size()
+    before = _train._train_epoch._cache_size()
     for seed in (6, 7):
         fusers.ToplaFuser(epochs=1, seed=seed).fit(oracle)
-    assert _train._run_epoch._cache_size() == before
+    assert _train._train_epoch._cache_size() == before
+
+
+def test_optimizer_is_any_optax_transformation(oracle, tmp_path):
+    import json
+
+    import optax
+
+    default = fusers.ToplaFuser(epochs=3, seed=0).fit(oracle)
+    adam = fusers.ToplaFuser(epochs=3, seed=0, optimizer=optax.adam(1e-3)).fit(oracle)
+    for k in default.params_:  # None is Adam at learning_rate
+        np.testing.assert_array_equal(adam.params_[k], default.params_[k])
+    sgd = fusers.ToplaFuser(epochs=3, seed=0, optimizer=optax.sgd(0.5)).fit(oracle)
+    assert sgd.history_["loss"] != default.history_["loss"]
+    sgd.save(tmp_path / "f")
+    doc = json.loads((tmp_path / "f" / "fuser.json").read_text())
+    assert doc["optimizer"] == "custom" and doc["params"]["optimizer"] is None
+    np.testing.assert_array_equal(fusers.load_fuser(tmp_path / "f").predict(oracle),
+                                  sgd.predict(oracle))  # fmt: skip
+    with pytest.raises(ValueError, match="optax.GradientTransformation"):
+        fusers.ToplaFuser(epochs=1, optimizer="adam").fit(oracle)
+
+
+def test_best_state_is_a_copy_not_the_live_parameters(oracle):
+    # Stopping early keeps training past the best epoch (patience): the restored parameters
+    # must be those of the best epoch, which score exactly the recorded best val accuracy.
+    f = fusers.ToplaFuser(epochs=40, patience=5, learning_rate=0.3, seed=0).fit(oracle)
+    h = f.history_
+    assert h["best_epoch"] < h["epochs_run"]
+    assert h["val_accuracy"][-1] != h["best_val_accuracy"]  # the live state moved on
+    assert f.score(oracle, split="val") == h["best_val_accuracy"]
+
+
+def test_raising_epochs_continues_a_finished_run(oracle, tmp_path):
+    kw = {"seed": 1, "checkpoint_every": 3}
+    fusers.ToplaFuser(epochs=4, **kw).fit(oracle, checkpoint_dir=tmp_path)
+    more = fusers.ToplaFuser(epochs=7, **kw).fit(oracle, checkpoint_dir=tmp_path)
+    straight = fusers.ToplaFuser(epochs=7, **kw).fit(oracle)
+    assert more.history_["resumed_from"] == 4
+    assert more.history_["loss"] == straight.history_["loss"]
+    for k in straight.params_:
+        np.testing.assert_array_equal(more.params_[k], straight.params_[k])

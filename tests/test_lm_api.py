@@ -9,7 +9,16 @@ import sys
 
 import pytest
 
-MODULES = ["_config", "_model", "_checkpoint", "_generate", "_lora", "_train", "_tokenizer"]
+MODULES = [
+    "_config",
+    "_model",
+    "_checkpoint",
+    "_extra",
+    "_generate",
+    "_lora",
+    "_train",
+    "_tokenizer",
+]
 
 
 def test_exports_exist_and_are_documented():

@@ -156,3 +156,62 @@ def test_make_batch_and_pack_batches():
     assert (np.diff(np.asarray(first.input_ids), axis=1) == 1).all()
     with pytest.raises(ValueError, match="longer than seq_len"):
         next(lm.pack_batches(np.arange(5), batch_size=1, seq_len=8, seed=0))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_fit_resumes_to_the_uninterrupted_run(tmp_path):
+    tokens = np.random.default_rng(0).integers(3, 53, size=2000)
+
+    def run(steps, **kw):
+        model = lm.CausalLM(CFG, rngs=nnx.Rngs(4))
+        batches = lm.pack_batches(tokens, batch_size=4, seq_len=12, seed=1)
+        losses = lm.fit(model, optax.adam(1e-2), batches, steps=steps, **kw)
+        return losses, _params(model)
+
+    full_losses, full = run(6)
+
+    def interrupt(step, loss):
+        if step == 3:  # after the 4th step, past the checkpoint of step 2
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run(6, checkpoint_dir=tmp_path, checkpoint_every=2, callback=interrupt)
+    from fusers._checkpoint import CheckpointStore
+
+    assert CheckpointStore(tmp_path).latest() == 4
+    losses, resumed = run(6, checkpoint_dir=tmp_path, checkpoint_every=2)
+    assert losses == full_losses
+    jax.tree.map(np.testing.assert_array_equal, full, resumed)
+    assert CheckpointStore(tmp_path).steps() == [4, 6]  # the last two are kept
+
+
+def test_fit_optimizer_arguments():
+    batch = _batch()
+    model = lm.CausalLM(CFG, rngs=nnx.Rngs(0))
+    default = lm.fit(model, None, iter([batch] * 3), steps=3)
+    model = lm.CausalLM(CFG, rngs=nnx.Rngs(0))
+    same = lm.fit(model, lm.make_optimizer(model), iter([batch] * 3), steps=3)
+    assert default == same  # None is make_optimizer's default AdamW
+    model = lm.CausalLM(CFG, rngs=nnx.Rngs(0))
+    sgd = lm.fit(model, optax.sgd(0.5), iter([batch] * 3), steps=3)
+    assert sgd[0] == default[0] and sgd[1] != default[1]
+    with pytest.raises(ValueError, match="optimizer: expected"):
+        lm.fit(model, "adam", iter([batch]), steps=1)
+
+
+def test_damaged_or_mismatched_lm_checkpoint_is_one_line(tmp_path):
+    model = lm.CausalLM(CFG, rngs=nnx.Rngs(0))
+    lm.save_checkpoint(tmp_path / "c", model, step=3)
+    other = lm.CausalLM(CFG.replace(intermediate_size=32), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="the model expects") as info:
+        lm.restore_checkpoint(tmp_path / "c", other)
+    assert "\n" not in str(info.value)
+    for path in (tmp_path / "c" / "3").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="corrupted") as info:
+        lm.restore_checkpoint(tmp_path / "c", model)
+    assert str(tmp_path / "c" / "3") in str(info.value) and "\n" not in str(info.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ensembles.util import InputError
+from ensembles.util import InputError, write_atomic
 
 from ._config import DecoderConfig
+from ._extra import require
 from ._model import CausalLM
 
 __all__ = [
@@ -130,7 +130,7 @@ def load_config(path: str | os.PathLike) -> DecoderConfig:
 
 def _weight_files(root: Path) -> dict[str, Path]:
     """Map each tensor name to the safetensors file holding it."""
-    from safetensors import safe_open
+    safe_open = require("safetensors", feature="reading safetensors weights").safe_open
 
     index = root / INDEX_NAME
     if index.is_file():
@@ -166,60 +166,64 @@ def load_weights(model: CausalLM, path: str | os.PathLike, *, strict: bool = Tru
         FileNotFoundError: no weights file, or a shard named by the index is missing.
         ValueError: a tensor is missing, unexpected, or its shape does not match the config.
     """
-    from safetensors import safe_open
-
+    safe_open = require("safetensors", feature="fusers.lm.load_weights").safe_open
     root = Path(path)
     files = _weight_files(root)
-    tied = model.config.tie_word_embeddings
-    wanted: dict[str, tuple[tuple[Any, ...], nnx.Variable, bool]] = {}
+    wanted = {}
     for p, var in _params(model):
         name, transpose = _hf_name(p)
         wanted[name] = (p, var, transpose)
-    missing = sorted(set(wanted) - set(files))
-    if missing:
-        raise InputError(
-            f"{root}: checkpoint lacks tensors {', '.join(missing[:5])}"
-            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        )
-    extra = sorted(
-        n
-        for n in set(files) - set(wanted)
-        if not _IGNORED.search(n) and not (tied and n == "lm_head.weight")
-    )
-    if extra and strict:
-        raise InputError(
-            f"{root}: unexpected tensors {', '.join(extra[:5])}"
-            + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-            + " (is config.json the right one for these weights?)"
-        )
+    _check_names(root, set(wanted), set(files), tied=model.config.tie_word_embeddings,
+                 strict=strict)  # fmt: skip
     by_file: dict[Path, list[str]] = {}
     for name in wanted:
         by_file.setdefault(files[name], []).append(name)
     new_state = []
     for file, names in sorted(by_file.items()):
         with safe_open(file, "numpy") as f:
-            for name in names:
-                p, var, transpose = wanted[name]
-                expected = tuple(var.get_value().shape)
-                if transpose:
-                    expected = expected[::-1]
-                shape = tuple(f.get_slice(name).get_shape())
-                if shape != expected:
-                    raise InputError(
-                        f"{file.name}: tensor {name} has shape {shape} but the config implies "
-                        f"{expected}"
-                    )
-                array = f.get_tensor(name)
-                if transpose:
-                    array = array.T
-                dtype = var.get_value().dtype
-                new_state.append((p, var.replace(jnp.asarray(array.astype(_np_dtype(dtype))))))
+            new_state += [_read_tensor(f, file, name, *wanted[name]) for name in names]
     nnx.update(model, nnx.from_flat_state(new_state))
     return model
 
 
+def _more(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _check_names(root: Path, wanted: set[str], found: set[str], *, tied: bool, strict: bool):
+    """Refuse a checkpoint lacking a parameter, or (``strict``) holding unknown tensors."""
+    missing = sorted(wanted - found)
+    if missing:
+        raise InputError(f"{root}: checkpoint lacks tensors {_more(missing)}")
+    extra = sorted(
+        n for n in found - wanted if not _IGNORED.search(n) and not (tied and n == "lm_head.weight")
+    )
+    if extra and strict:
+        raise InputError(
+            f"{root}: unexpected tensors {_more(extra)} (is config.json the right one for these "
+            "weights?)"
+        )
+
+
+def _read_tensor(f, file: Path, name: str, p, var: nnx.Variable, transpose: bool):
+    """One tensor as ``(path, variable)``, shape-checked, transposed and cast as the model's."""
+    expected = tuple(var.get_value().shape)
+    if transpose:
+        expected = expected[::-1]
+    shape = tuple(f.get_slice(name).get_shape())
+    if shape != expected:
+        raise InputError(
+            f"{file.name}: tensor {name} has shape {shape} but the config implies {expected}"
+        )
+    array = f.get_tensor(name)
+    if transpose:
+        array = array.T
+    dtype = var.get_value().dtype
+    return p, var.replace(jnp.asarray(array.astype(_np_dtype(dtype))))
+
+
 def _checkpoint_dtype(root: Path) -> Any:
-    from safetensors import safe_open
+    safe_open = require("safetensors", feature="fusers.lm.from_pretrained").safe_open
 
     files = _weight_files(root)
     name = "model.embed_tokens.weight"
@@ -272,6 +276,9 @@ def from_pretrained(
         >>> model.config == cfg, tok is None
         (True, True)
     """
+    require("safetensors", feature="fusers.lm.from_pretrained")
+    if tokenizer:
+        require("transformers", feature="fusers.lm.from_pretrained")
     root = _check_dir(path)
     config = load_config(root)
     if param_dtype is None:
@@ -301,15 +308,8 @@ def _parse_size(size: int | str) -> int:
     return int(float(m.group(1)) * mult[unit])
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _write_bytes(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def _natural(name: str) -> list[Any]:
@@ -346,57 +346,61 @@ def save_pretrained(
     Raises:
         ValueError: the model holds unmerged LoRA adapters, or a bad ``max_shard_size``.
     """
-    from safetensors.numpy import save_file
-
+    st = require("safetensors.numpy", feature="fusers.lm.save_pretrained")
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     tensors = state_dict(model, dtype=dtype)
-    names = sorted(tensors, key=_natural)
     limit = None if max_shard_size is None else _parse_size(max_shard_size)
+    shards = _plan_shards(tensors, limit)
+    written = _write_weights(root, tensors, shards, st.save)
+    for old in root.iterdir():
+        stale = old.name in (WEIGHTS_NAME, INDEX_NAME) or _SHARD.match(old.name)
+        if stale and old.name not in written:
+            old.unlink()
+    config = model.config.to_dict()
+    first = tensors[shards[0][0]].dtype
+    config["dtype"] = str(jnp.dtype(first).name)
+    config.pop("torch_dtype", None)
+    _write_bytes(
+        root / "config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    )
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(root))
+    return root
+
+
+def _plan_shards(tensors: dict[str, np.ndarray], limit: int | None) -> list[list[str]]:
+    """Tensor names in natural order, cut into shards of at most ``limit`` bytes (if given)."""
     shards: list[list[str]] = [[]]
     size = 0
-    for name in names:
+    for name in sorted(tensors, key=_natural):
         nbytes = tensors[name].nbytes
         if limit is not None and shards[-1] and size + nbytes > limit:
             shards.append([])
             size = 0
         shards[-1].append(name)
         size += nbytes
+    return shards
+
+
+def _write_weights(root: Path, tensors, shards: list[list[str]], save) -> set[str]:
+    """Write one weights file or the shards and their index; return the file names."""
     meta = {"format": "pt"}
-    written: set[str] = set()
     if len(shards) == 1:
-        target = root / WEIGHTS_NAME
-        _atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
-        written.add(target.name)
-    else:
-        weight_map: dict[str, str] = {}
-        n = len(shards)
-        for k, group in enumerate(shards, start=1):
-            fname = f"model-{k:05d}-of-{n:05d}.safetensors"
-            part = {name: tensors[name] for name in group}
-            _atomic_write(root / fname, lambda tmp, part=part: save_file(part, tmp, metadata=meta))
-            weight_map.update({name: fname for name in group})
-            written.add(fname)
-        index = {
-            "metadata": {
-                "total_size": int(sum(t.nbytes for t in tensors.values())),
-                "total_parameters": int(sum(t.size for t in tensors.values())),
-            },
-            "weight_map": dict(sorted(weight_map.items(), key=lambda kv: _natural(kv[0]))),
-        }
-        text = json.dumps(index, indent=2) + "\n"
-        _atomic_write(root / INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
-        written.add(INDEX_NAME)
-    for old in root.iterdir():
-        stale = old.name in (WEIGHTS_NAME, INDEX_NAME) or _SHARD.match(old.name)
-        if stale and old.name not in written:
-            old.unlink()
-    config = model.config.to_dict()
-    first = tensors[names[0]].dtype
-    config["dtype"] = str(jnp.dtype(first).name)
-    config.pop("torch_dtype", None)
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _atomic_write(root / "config.json", lambda tmp: Path(tmp).write_text(text))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(root))
-    return root
+        _write_bytes(root / WEIGHTS_NAME, save(tensors, metadata=meta))
+        return {WEIGHTS_NAME}
+    weight_map: dict[str, str] = {}
+    n = len(shards)
+    for k, group in enumerate(shards, start=1):
+        fname = f"model-{k:05d}-of-{n:05d}.safetensors"
+        _write_bytes(root / fname, save({name: tensors[name] for name in group}, metadata=meta))
+        weight_map.update({name: fname for name in group})
+    index = {
+        "metadata": {
+            "total_size": int(sum(t.nbytes for t in tensors.values())),
+            "total_parameters": int(sum(t.size for t in tensors.values())),
+        },
+        "weight_map": dict(sorted(weight_map.items(), key=lambda kv: _natural(kv[0]))),
+    }
+    _write_bytes(root / INDEX_NAME, (json.dumps(index, indent=2) + "\n").encode())
+    return {*weight_map.values(), INDEX_NAME}

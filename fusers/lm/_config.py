@@ -242,72 +242,11 @@ class DecoderConfig:
             ValueError: unsupported ``model_type``, missing keys or unsupported options.
         """
         raw = dict(raw)
-        model_type = raw.get("model_type")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise InputError(
-                f"model_type: unsupported architecture {model_type!r}; supported are "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
-        required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers")
-        missing = [k for k in required + ("num_attention_heads",) if raw.get(k) is None]
-        if missing:
-            raise InputError(f"config: missing keys {', '.join(missing)}")
-        rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
-        if "type" in rope and "rope_type" not in rope:
-            rope["rope_type"] = rope.pop("type")
-        rope_theta = float(rope.pop("rope_theta", raw.get("rope_theta", 10000.0)))
-        rope.setdefault("rope_type", "default")
-        if rope["rope_type"] in ("llama3", "yarn", "longrope"):
-            rope.setdefault(
-                "original_max_position_embeddings",
-                raw.get("original_max_position_embeddings", raw.get("max_position_embeddings")),
-            )
+        model_type = _check_raw(raw)
+        rope_theta, rope = _rope_from_raw(raw)
         n_layers = int(raw["num_hidden_layers"])
-        if model_type == "qwen2":
-            qkv_bias, out_bias, mlp_bias = True, False, False
-            window = raw.get("sliding_window") if raw.get("use_sliding_window") else None
-            layer_types = raw.get("layer_types") or [
-                "sliding_attention"
-                if window is not None and i >= int(raw.get("max_window_layers", 28))
-                else "full_attention"
-                for i in range(n_layers)
-            ]
-            windows = tuple(
-                int(window) if t == "sliding_attention" and window is not None else None
-                for t in layer_types
-            )
-        elif model_type == "mistral":
-            qkv_bias = out_bias = mlp_bias = False
-            window = raw.get("sliding_window")
-            windows = (int(window) if window is not None else None,) * n_layers
-        else:
-            qkv_bias = out_bias = bool(raw.get("attention_bias", False))
-            mlp_bias = bool(raw.get("mlp_bias", False))
-            windows = (None,) * n_layers
-        used = {
-            "vocab_size",
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "head_dim",
-            "model_type",
-            "rms_norm_eps",
-            "max_position_embeddings",
-            "rope_theta",
-            "rope_parameters",
-            "rope_scaling",
-            "tie_word_embeddings",
-            "attention_bias",
-            "mlp_bias",
-            "hidden_act",
-            "initializer_range",
-            "bos_token_id",
-            "eos_token_id",
-            "pad_token_id",
-        }
-        extra = {k: v for k, v in raw.items() if k not in used}
+        qkv_bias, out_bias, mlp_bias, windows = _family_layout(model_type, raw, n_layers)
+        extra = {k: v for k, v in raw.items() if k not in _USED_KEYS}
         return cls(
             model_type=model_type,
             vocab_size=int(raw["vocab_size"]),
@@ -403,7 +342,9 @@ class DecoderConfig:
 
     def to_hf(self) -> Any:
         """The equivalent transformers configuration object (``LlamaConfig`` etc.)."""
-        import transformers
+        from ._extra import require
+
+        transformers = require("transformers", feature="DecoderConfig.to_hf")
 
         cls = {
             "llama": transformers.LlamaConfig,
@@ -418,6 +359,88 @@ class DecoderConfig:
     def replace(self, **changes: Any) -> DecoderConfig:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
+
+
+#: ``config.json`` keys read into :class:`DecoderConfig` fields (the others go to ``extra_json``).
+_USED_KEYS = frozenset(
+    {
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "model_type",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "rope_theta",
+        "rope_parameters",
+        "rope_scaling",
+        "tie_word_embeddings",
+        "attention_bias",
+        "mlp_bias",
+        "hidden_act",
+        "initializer_range",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    }
+)
+
+
+def _check_raw(raw: dict[str, Any]) -> str:
+    """The ``model_type`` of a ``config.json`` dictionary, after checking the required keys."""
+    model_type = raw.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise InputError(
+            f"model_type: unsupported architecture {model_type!r}; supported are "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers")
+    missing = [k for k in required + ("num_attention_heads",) if raw.get(k) is None]
+    if missing:
+        raise InputError(f"config: missing keys {', '.join(missing)}")
+    return str(model_type)
+
+
+def _rope_from_raw(raw: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """``rope_theta`` and the rotary options (``rope_parameters`` or legacy ``rope_scaling``)."""
+    rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
+    if "type" in rope and "rope_type" not in rope:
+        rope["rope_type"] = rope.pop("type")
+    rope_theta = float(rope.pop("rope_theta", raw.get("rope_theta", 10000.0)))
+    rope.setdefault("rope_type", "default")
+    if rope["rope_type"] in ("llama3", "yarn", "longrope"):
+        rope.setdefault(
+            "original_max_position_embeddings",
+            raw.get("original_max_position_embeddings", raw.get("max_position_embeddings")),
+        )
+    return rope_theta, rope
+
+
+def _family_layout(
+    model_type: str, raw: dict[str, Any], n_layers: int
+) -> tuple[bool, bool, bool, tuple[int | None, ...]]:
+    """Biases (q/k/v, output projection, MLP) and per-layer sliding windows of a family."""
+    if model_type == "qwen2":
+        window = raw.get("sliding_window") if raw.get("use_sliding_window") else None
+        layer_types = raw.get("layer_types") or [
+            "sliding_attention"
+            if window is not None and i >= int(raw.get("max_window_layers", 28))
+            else "full_attention"
+            for i in range(n_layers)
+        ]
+        windows = tuple(
+            int(window) if t == "sliding_attention" and window is not None else None
+            for t in layer_types
+        )
+        return True, False, False, windows
+    if model_type == "mistral":
+        window = raw.get("sliding_window")
+        return False, False, False, (int(window) if window is not None else None,) * n_layers
+    bias = bool(raw.get("attention_bias", False))
+    return bias, bias, bool(raw.get("mlp_bias", False)), (None,) * n_layers
 
 
 def _rope_frequencies(cfg: DecoderConfig, *, seq_len: int | None) -> tuple[np.ndarray, float]:
@@ -436,58 +459,76 @@ def _rope_frequencies(cfg: DecoderConfig, *, seq_len: int | None) -> tuple[np.nd
     if rope_type == "linear":
         inv_freq = inv_freq / np.float32(factor)
     elif rope_type == "llama3":
-        old_len = p["original_max_position_embeddings"]
-        low, high = p["low_freq_factor"], p["high_freq_factor"]
-        low_wavelen, high_wavelen = old_len / low, old_len / high
-        wavelen = np.float32(2 * math.pi) / inv_freq
-        scaled = np.where(wavelen > low_wavelen, inv_freq / np.float32(factor), inv_freq)
-        smooth = (old_len / wavelen - low) / (high - low)
-        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
-        inv_freq = np.where(medium, smoothed, scaled).astype(np.float32)
+        inv_freq = _llama3_freqs(p, inv_freq, factor)
     elif rope_type == "yarn":
-        orig = p["original_max_position_embeddings"]
-        if factor is None:
-            factor = cfg.max_position_embeddings / orig
-
-        def get_mscale(scale: float, mscale: float = 1.0) -> float:
-            return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
-
-        attention_factor = p.get("attention_factor")
-        mscale, mscale_all = p.get("mscale"), p.get("mscale_all_dim")
-        if attention_factor is None:
-            if mscale and mscale_all:
-                attention_factor = get_mscale(factor, mscale) / get_mscale(factor, mscale_all)
-            else:
-                attention_factor = get_mscale(factor)
-        beta_fast = p.get("beta_fast") or 32
-        beta_slow = p.get("beta_slow") or 1
-
-        def corr_dim(rot: float) -> float:
-            return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(cfg.rope_theta))
-
-        lo, hi = corr_dim(beta_fast), corr_dim(beta_slow)
-        if p.get("truncate", True):
-            lo, hi = math.floor(lo), math.ceil(hi)
-        lo, hi = max(lo, 0), min(hi, dim - 1)
-        if lo == hi:
-            hi += 0.001
-        ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - lo) / (hi - lo), 0, 1)
-        extrap = (1 - ramp).astype(np.float32)
-        pos_freqs = base ** (np.arange(0, dim, 2).astype(np.float32) / np.float32(dim))
-        inv_extra = np.float32(1.0) / pos_freqs
-        inv_inter = np.float32(1.0) / (np.float32(factor) * pos_freqs)
-        inv_freq = (inv_inter * (1 - extrap) + inv_extra * extrap).astype(np.float32)
+        inv_freq, attention_factor = _yarn_freqs(cfg, p, factor)
     elif rope_type == "longrope":
-        orig = p["original_max_position_embeddings"]
-        if factor is None:
-            factor = cfg.max_position_embeddings / orig
-        attention_factor = p.get("attention_factor")
-        if attention_factor is None:
-            attention_factor = (
-                1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
-            )
-        use_long = seq_len is not None and seq_len > orig
-        ext = np.asarray(p["long_factor" if use_long else "short_factor"], dtype=np.float32)
-        inv_freq = (np.float32(1.0) / (ext * base**exponents)).astype(np.float32)
+        inv_freq, attention_factor = _longrope_freqs(cfg, p, factor, exponents, seq_len)
     return inv_freq.astype(np.float32), float(attention_factor)
+
+
+def _llama3_freqs(p: dict[str, Any], inv_freq: np.ndarray, factor: float) -> np.ndarray:
+    """Llama 3: long wavelengths divided by ``factor``, a smooth ramp between the bands."""
+    old_len = p["original_max_position_embeddings"]
+    low, high = p["low_freq_factor"], p["high_freq_factor"]
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = np.float32(2 * math.pi) / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / np.float32(factor), inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _yarn_freqs(cfg: DecoderConfig, p: dict[str, Any], factor: float | None):
+    """YaRN: interpolated and extrapolated frequencies blended by a linear ramp."""
+    base = np.float32(cfg.rope_theta)
+    dim = cfg.head_dim
+    orig = p["original_max_position_embeddings"]
+    if factor is None:
+        factor = cfg.max_position_embeddings / orig
+    attention_factor = p.get("attention_factor")
+    mscale, mscale_all = p.get("mscale"), p.get("mscale_all_dim")
+    if attention_factor is None:
+        if mscale and mscale_all:
+            attention_factor = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all)
+        else:
+            attention_factor = _yarn_mscale(factor)
+    beta_fast = p.get("beta_fast") or 32
+    beta_slow = p.get("beta_slow") or 1
+
+    def corr_dim(rot: float) -> float:
+        return (dim * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(cfg.rope_theta))
+
+    lo, hi = corr_dim(beta_fast), corr_dim(beta_slow)
+    if p.get("truncate", True):
+        lo, hi = math.floor(lo), math.ceil(hi)
+    lo, hi = max(lo, 0), min(hi, dim - 1)
+    if lo == hi:
+        hi += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float32) - lo) / (hi - lo), 0, 1)
+    extrap = (1 - ramp).astype(np.float32)
+    pos_freqs = base ** (np.arange(0, dim, 2).astype(np.float32) / np.float32(dim))
+    inv_extra = np.float32(1.0) / pos_freqs
+    inv_inter = np.float32(1.0) / (np.float32(factor) * pos_freqs)
+    return (inv_inter * (1 - extrap) + inv_extra * extrap).astype(np.float32), attention_factor
+
+
+def _longrope_freqs(cfg: DecoderConfig, p: dict[str, Any], factor, exponents, seq_len):
+    """LongRoPE: per-dimension short or long rescale factors (long past the original length)."""
+    base = np.float32(cfg.rope_theta)
+    orig = p["original_max_position_embeddings"]
+    if factor is None:
+        factor = cfg.max_position_embeddings / orig
+    attention_factor = p.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = (
+            1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+        )
+    use_long = seq_len is not None and seq_len > orig
+    ext = np.asarray(p["long_factor" if use_long else "short_factor"], dtype=np.float32)
+    return (np.float32(1.0) / (ext * base**exponents)).astype(np.float32), attention_factor

@@ -256,9 +256,11 @@ def save_adapters(
         >>> sorted(lora_modules(base))
         ['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_proj']
     """
-    from safetensors.numpy import save_file
+    from ensembles.util import write_atomic
 
-    from ._checkpoint import _atomic_write
+    from ._extra import require
+
+    save = require("safetensors.numpy", feature="fusers.lm.save_adapters").save
 
     mods = lora_modules(model)
     if not mods:
@@ -292,11 +294,10 @@ def save_adapters(
     }
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_write(
-        root / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
-    )
+    data = save(tensors, metadata={"format": "pt"})
+    write_atomic(root / ADAPTER_WEIGHTS, lambda fh: fh.write(data))
     text = json.dumps(config, indent=2) + "\n"
-    _atomic_write(root / ADAPTER_CONFIG, lambda tmp: Path(tmp).write_text(text))
+    write_atomic(root / ADAPTER_CONFIG, lambda fh: fh.write(text.encode()))
     return root
 
 
@@ -315,8 +316,9 @@ def load_adapters(model: nnx.Module, path: str | os.PathLike, *, rngs: nnx.Rngs)
         FileNotFoundError: a file is missing.
         ValueError: not a LoRA adapter, unsupported options, or tensors that do not fit.
     """
-    from safetensors.numpy import load_file
+    from ._extra import require
 
+    load_file = require("safetensors.numpy", feature="fusers.lm.load_adapters").load_file
     root = Path(path)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (root / name).is_file():

@@ -87,14 +87,10 @@ def init_cache(
     )
 
 
-def _eager() -> bool:
-    """True when called outside any JAX trace (plain Python, not under jit/grad/vmap)."""
-    try:
-        from jax._src import core
-
-        return bool(core.trace_state_clean())
-    except (ImportError, AttributeError):  # private API moved: stay op-by-op
-        return False
+def _eager(*values: Any) -> bool:
+    """True when none of ``values`` (pytrees) holds a JAX tracer: plain Python, not under
+    ``jit`` / ``grad`` / ``vmap``, where one compiled forward beats op-by-op dispatch."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
 
 
 @nnx.jit
@@ -366,7 +362,8 @@ class CausalLM(nnx.Module):
         positions: jax.Array | None = None,
         cache: KVCache | None = None,
     ) -> jax.Array | tuple[jax.Array, KVCache]:
-        if _eager():  # outside any trace: one compiled forward instead of op-by-op dispatch
+        probe = self.model.embed_tokens.embedding.get_value()  # traced under nnx.jit / grad
+        if _eager(input_ids, attention_mask, positions, cache, probe):
             input_ids = jnp.asarray(input_ids)
             if attention_mask is not None:
                 attention_mask = jnp.asarray(attention_mask)
@@ -452,7 +449,7 @@ def resize_token_embeddings(model: CausalLM, vocab_size: int) -> CausalLM:
     """Grow (or shrink) the vocabulary of ``model`` in place, e.g. after adding special tokens.
 
     New rows of the input embedding (and of ``lm_head`` when untied) start at the mean of the
-    existing rows (FUSERS §2.2: added markers begin as an "average" token); kept rows are
+    existing rows (added markers begin as an "average" token); kept rows are
     unchanged. ``model.config.vocab_size`` is updated, so the model saves and reloads as usual.
 
     Args:

@@ -32,9 +32,10 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
             f"{root}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); pass tokenizer=False "
             "to load the model alone"
         )
-    from transformers import AutoTokenizer
+    from ._extra import require
 
-    return AutoTokenizer.from_pretrained(str(root), local_files_only=True)
+    auto = require("transformers", feature="fusers.lm.load_tokenizer").AutoTokenizer
+    return auto.from_pretrained(str(root), local_files_only=True)
 
 
 def train_tokenizer(
@@ -71,6 +72,10 @@ def train_tokenizer(
         >>> tok.decode(ids)
         'the cat'
     """
+    from ._extra import require
+
+    require("tokenizers", feature="fusers.lm.train_tokenizer")
+    require("transformers", feature="fusers.lm.train_tokenizer")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -178,7 +178,7 @@ def make_optimizer(
         learning_rate: peak learning rate.
         total_steps: length of the decay (``None``: constant after warm-up).
         warmup_steps: linear warm-up steps from 0.
-        schedule: ``"linear"`` decay to 0 (FUSERS §2.2), ``"cosine"`` or ``"constant"``.
+        schedule: ``"linear"`` decay to 0 (the default), ``"cosine"`` or ``"constant"``.
         weight_decay: decoupled weight decay.
         b1: Adam first-moment decay.
         b2: Adam second-moment decay.
@@ -323,9 +323,16 @@ def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
     return model
 
 
-# ---------------------------------------------------------------------------- orbax checkpoints
+# ---------------------------------------------------------------------------- checkpoints
 def _savable(model: nnx.Module) -> nnx.State:
     return nnx.state(model, nnx.Not(nnx.RngKey))
+
+
+def _train_tree(model: nnx.Module, optimizer: nnx.Optimizer | None) -> dict[str, Any]:
+    tree = {"model": nnx.to_pure_dict(_savable(model))}
+    if optimizer is not None:
+        tree["optimizer"] = nnx.to_pure_dict(nnx.state(optimizer))
+    return tree
 
 
 def save_checkpoint(
@@ -334,107 +341,166 @@ def save_checkpoint(
     optimizer: nnx.Optimizer | None = None,
     *,
     step: int = 0,
+    metadata: dict[str, Any] | None = None,
+    keep: int = 2,
 ) -> Path:
-    """Save model (and optimiser) state with orbax, for resuming training.
+    """Save model (and optimiser) state as step ``step`` of a checkpoint folder.
 
-    Everything but random keys is saved (parameters, adapters, optimiser moments and step,
-    random-stream counters). For a portable model file use :func:`fusers.lm.save_pretrained`.
+    The folder holds numbered steps (the fusers' checkpoint scheme: orbax, each step written
+    atomically with the SHA-256 of its arrays); the last ``keep`` are kept. Everything but
+    random keys is saved (parameters, adapters, optimiser moments and step, random-stream
+    counters). For a portable model file use :func:`fusers.lm.save_pretrained`.
 
     Args:
-        path: checkpoint directory (must not exist; orbax writes it atomically).
+        path: checkpoint folder (created if needed).
         model: the model.
         optimizer: its optimiser, or ``None``.
-        step: training step recorded with the state.
+        step: training step recorded with the state (the step's number in the folder).
+        metadata: JSON-able facts to store with the step (e.g. the loss history).
+        keep: how many of the most recent steps to keep.
 
     Returns:
-        The directory.
+        The folder.
     """
-    import orbax.checkpoint as ocp
+    from .._checkpoint import CheckpointStore
 
-    root = Path(path).absolute()
-    tree = {
-        "model": nnx.to_pure_dict(_savable(model)),
-        "step": np.asarray(step, np.int64),
-    }
-    if optimizer is not None:
-        tree["optimizer"] = nnx.to_pure_dict(nnx.state(optimizer))
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(root, tree)
-        ckpt.wait_until_finished()
-    return root
+    with CheckpointStore(path, keep=keep) as store:
+        store.save(int(step), _train_tree(model, optimizer), metadata or {})
+    return Path(path).absolute()
 
 
 def restore_checkpoint(
     path: str | os.PathLike,
     model: nnx.Module,
     optimizer: nnx.Optimizer | None = None,
+    *,
+    step: int | None = None,
 ) -> int:
-    """Restore a :func:`save_checkpoint` directory into ``model`` (and ``optimizer``), in place.
+    """Restore a step of a :func:`save_checkpoint` folder into ``model`` (and ``optimizer``).
 
     Args:
-        path: the checkpoint directory.
-        model: a model of the same structure.
+        path: the checkpoint folder.
+        model: a model of the same structure (updated in place).
         optimizer: an optimiser of the same structure, or ``None``.
+        step: the step to restore (default: the latest).
 
     Returns:
-        The saved step.
+        The restored step.
 
     Raises:
         FileNotFoundError: no checkpoint at ``path``.
+        InputError: a corrupted checkpoint, or one of another structure.
     """
-    import orbax.checkpoint as ocp
+    step, _ = _restore(path, model, optimizer, step=step)
+    return step
 
-    root = Path(path).absolute()
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no checkpoint")
+
+def _restore(path, model, optimizer, *, step=None) -> tuple[int, dict[str, Any]]:
+    from .._checkpoint import CheckpointStore
+
+    with CheckpointStore(path) as store:
+        step = store.latest() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"{Path(path).absolute()}: no checkpoint")
+        restored, metadata = store.restore(_train_tree(model, optimizer), step=step)
     model_state = _savable(model)
-    target = {
-        "model": nnx.to_pure_dict(model_state),
-        "step": np.asarray(0, np.int64),
-    }
-    opt_state = None
-    if optimizer is not None:
-        opt_state = nnx.state(optimizer)
-        target["optimizer"] = nnx.to_pure_dict(opt_state)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    with ocp.StandardCheckpointer() as ckpt:
-        restored = ckpt.restore(root, abstract)
-    nnx.replace_by_pure_dict(model_state, restored["model"])
+    nnx.replace_by_pure_dict(model_state, jax.tree.map(jnp.asarray, restored["model"]))
     nnx.update(model, model_state)
     if optimizer is not None:
-        nnx.replace_by_pure_dict(opt_state, restored["optimizer"])
+        opt_state = nnx.state(optimizer)
+        nnx.replace_by_pure_dict(opt_state, jax.tree.map(jnp.asarray, restored["optimizer"]))
         nnx.update(optimizer, opt_state)
-    return int(restored["step"])
+    return step, metadata
+
+
+def _as_optimizer(model, optimizer, wrt) -> nnx.Optimizer:
+    if optimizer is None:
+        return make_optimizer(model, wrt=wrt)
+    if isinstance(optimizer, nnx.Optimizer):
+        return optimizer
+    if isinstance(optimizer, optax.GradientTransformation):
+        return nnx.Optimizer(model, optimizer, wrt=wrt)
+    raise InputError(
+        "optimizer: expected None, an optax.GradientTransformation or an nnx.Optimizer, got "
+        f"{type(optimizer).__name__}"
+    )
 
 
 def fit(
     model: nnx.Module,
-    optimizer: nnx.Optimizer,
+    optimizer: optax.GradientTransformation | nnx.Optimizer | None,
     batches: Iterator[LMBatch],
     *,
     steps: int,
     accum_steps: int = 1,
+    wrt: Any = nnx.Param,
     callback: Callable[[int, float], Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> list[float]:
-    """Run ``steps`` calls of :func:`train_step`; return the loss of each step.
+    """Run up to ``steps`` calls of :func:`train_step`; return the loss of each step.
 
     Args:
         model: the model (trained in place).
-        optimizer: its optimiser.
-        batches: an iterator of :class:`LMBatch`.
+        optimizer: an optax transformation (applied to the variables selected by ``wrt``),
+            an ``nnx.Optimizer`` (e.g. from :func:`make_optimizer`, kept across calls), or
+            ``None`` for :func:`make_optimizer`'s default AdamW.
+        batches: an iterator of :class:`LMBatch`. When resuming, the batches of the steps
+            already done are drawn and skipped, so a seeded iterator (e.g.
+            :func:`pack_batches`) gives the uninterrupted run.
         steps: number of optimiser steps.
         accum_steps: microbatches per step.
+        wrt: which variables train when ``optimizer`` is not an ``nnx.Optimizer``.
         callback: called as ``callback(step, loss)`` after each step (e.g. progress or a time
             budget check; returning ``True`` stops early).
+        checkpoint_dir: folder of training checkpoints (see :func:`save_checkpoint`): written
+            every ``checkpoint_every`` steps and at the end; a folder holding one resumes
+            from its latest step.
+        checkpoint_every: steps between checkpoints.
 
     Returns:
-        The per-step losses.
+        The per-step losses (those of a resumed run's earlier steps included).
+
+    Examples:
+        >>> import optax
+        >>> from flax import nnx
+        >>> from fusers.lm import CausalLM, DecoderConfig, make_batch
+        >>> cfg = DecoderConfig(vocab_size=16, hidden_size=16, intermediate_size=32,
+        ...                     num_hidden_layers=1, num_attention_heads=2)
+        >>> model = CausalLM(cfg, rngs=nnx.Rngs(0))
+        >>> batch = make_batch([[1, 2, 3, 4], [5, 6, 7, 8]])
+        >>> losses = fit(model, optax.adam(1e-2), iter([batch] * 10), steps=10)
+        >>> len(losses), losses[-1] < losses[0]
+        (10, True)
     """
+    opt = _as_optimizer(model, optimizer, wrt)
     history: list[float] = []
+    if checkpoint_dir is not None and Path(checkpoint_dir).is_dir():
+        from .._checkpoint import CheckpointStore
+
+        if CheckpointStore(checkpoint_dir).latest() is not None:
+            done, meta = _restore(checkpoint_dir, model, opt)
+            history = [float(v) for v in meta.get("losses", [])][:done]
+            for _ in range(done):
+                next(batches)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+        raise InputError(f"checkpoint_every: expected a positive integer, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise InputError(f"checkpoint_every: expected a positive integer, got {checkpoint_every}")
     model.train()
-    for step in range(steps):
-        loss = float(train_step(model, optimizer, next(batches), accum_steps=accum_steps))
-        history.append(loss)
-        if callback is not None and callback(step, loss):
+    while len(history) < steps:
+        history.append(float(train_step(model, opt, next(batches), accum_steps=accum_steps)))
+        saved = checkpoint_dir is not None and (
+            len(history) % checkpoint_every == 0 or len(history) == steps
+        )
+        if saved:
+            _save_progress(checkpoint_dir, model, opt, history)
+        if callback is not None and callback(len(history) - 1, history[-1]):
+            if checkpoint_dir is not None and not saved:
+                _save_progress(checkpoint_dir, model, opt, history)
             break
     return history
+
+
+def _save_progress(path, model, opt, history: list[float]) -> None:
+    save_checkpoint(path, model, opt, step=len(history), metadata={"losses": history})
