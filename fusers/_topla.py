@@ -287,7 +287,7 @@ def fusionshot(
 ) -> FusionResult:
     """FusionShot in one call: genetic-algorithm team choice, then its learn-to-combine MLP.
 
-    The team is chosen on ``select_on`` (FusionShot: ``val``) by the genetic algorithm of P2
+    The team is chosen on ``select_on`` (FusionShot: ``val``) by the genetic algorithm
     (:class:`focal.Genetic`, seeded) with FusionShot's run-script fitness
     ``0.5·focal + 0.5·plurality accuracy − 0.1·size/M`` over sizes 2…M
     (``search="exhaustive"`` is exact for small pools). The team is fused by

@@ -47,7 +47,7 @@ def runs():
 def test_team_choice_is_unchanged(runs):
     a, b = runs
     assert a.team == b.team
-    assert a.selection == b.selection
+    assert a.selection.teams == b.selection.teams  # members, scores, accuracies, fitness
 
 
 def test_fuser_training_and_early_stopping_are_unchanged(runs):
