@@ -9,6 +9,7 @@ the handlers so that ``focal --help`` stays fast. Bad input raises ``ValueError`
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -112,6 +113,7 @@ def register(subparsers: Any) -> None:
 
             examples:
               focal fuse train mmlu.npz --method topla --out fuser/
+              focal fuse train mmlu.npz --from rec.json --out fuser/   # from focal recommend --out
               focal fuse train bbh.npz --task navigate --method fusionshot --team all --out f/
               focal fuse predict fuser/ mmlu.npz --split test --out preds.json
               focal fuse evaluate fuser/ mmlu.npz --format json
@@ -137,12 +139,19 @@ def register(subparsers: Any) -> None:
 
             examples:
               focal fuse train mmlu.npz --method topla --out fuser/
+              focal fuse train mmlu.npz --from rec.json --out fuser/   # from focal recommend --out
               focal fuse train bbh.npz --task snarks --method stacking --team all --out s/
             """
         ),
     )
     _add_bundle(p)
-    p.add_argument("--method", choices=_METHODS, required=True, help="fuser to train")
+    p.add_argument("--method", choices=_METHODS, help="fuser to train (or take it from --from)")
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="REC.json",
+        help="a file written by 'focal recommend --out': train its team with its combiner",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="folder to save the fuser to")
     p.add_argument("--overwrite", action="store_true", help="replace a fuser already in DIR")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
@@ -347,6 +356,31 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     raise UsageError("fuse: missing action (train, predict or evaluate); try 'focal fuse --help'")
 
 
+def _apply_recommendation(args: argparse.Namespace) -> None:
+    """Set ``--team`` and ``--method`` from a recommendation file (``focal recommend --out``)."""
+    path = Path(args.from_file)
+    try:
+        doc = json.loads(path.read_text())
+        rec = doc["recommendation"]
+        members, combiner = list(rec["members"]), str(rec["combiner"])
+    except FileNotFoundError:
+        raise UsageError(f"--from: {path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--from: {path} is not a recommendation file ({exc})") from None
+    method = {"stacking": "stacking", "ToplaFuser": "topla"}.get(combiner)
+    if method is None:
+        what = "a single model" if rec.get("kind") == "single_model" else f"a {combiner} vote"
+        raise UsageError(
+            f"--from: the recommendation is {what} of {', '.join(members)}: there is nothing to "
+            "train; combine its outputs directly (ensembles.combine)"
+        )
+    if args.method is not None and args.method != method:
+        raise UsageError(f"--method {args.method} contradicts the recommendation ({method})")
+    if args.team is not None:
+        raise UsageError("--team cannot be combined with --from")
+    args.method, args.team = method, ",".join(members)
+
+
 def _fuse_train(args: argparse.Namespace) -> int:
     import ensembles
     import focal
@@ -355,6 +389,10 @@ def _fuse_train(args: argparse.Namespace) -> int:
     from fusers import FUSERS
 
     _check_seed(args)
+    if args.from_file:
+        _apply_recommendation(args)
+    if args.method is None:
+        raise UsageError("--method: required (topla, fusionshot or stacking), or give --from")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
