@@ -7,8 +7,8 @@ Every choice (team rule, combiner, the best single model) is made on the selecti
 the test rows are read once, for the report. Writes bench/out/recommend.json and prints Markdown.
 
 Datasets:
-* BBH, 22 label_ok tasks (``bbh_5llm_marl_focal.npz``): the file's train rows select, test
-  reports.
+* BBH, 22 label_ok tasks (``bbh_5llm_marl_focal.npz``): the file's train rows select (the
+  split policy carves val from them; both select), test reports.
 * MMLU-Pro, 29 LLMs: seeded stratified 60/20/20 splits (the project's split policy), 5 seeds;
   train+val select, test reports.
 * digits: the demo's 14 classifiers (fitted on rows outside the bundle); train+val select.
@@ -92,7 +92,7 @@ def run_bbh() -> dict[str, Any] | None:
         ok = f"{name}/label_ok"
         if ok in raw.files and not bool(raw[ok]):
             continue
-        rec = focal.recommend(b, select_on="train", report_on="test", seed=0)
+        rec = focal.recommend(b, report_on="test", seed=0)  # select on train (+ carved val)
         rows.append({"task": name, **_row(rec)})
         _log(f"BBH {name}: {rec.kind} {rec.combiner} {rows[-1]['recommendation']:.4f} "
              f"vs single {rows[-1]['best_single']:.4f}")  # fmt: skip

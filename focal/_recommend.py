@@ -128,7 +128,7 @@ class _Fitted:
             x, y = _features(fit_rows, mask), fit_rows.labels
             self.classes = np.unique(y)
             if len(self.classes) > 1:
-                self.model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
+                self.model = LogisticRegression(C=1.0, max_iter=500).fit(x, y)
         elif obj is not None:
             self.model = _fit_object(obj, fit_rows, mask)
 
@@ -348,6 +348,8 @@ def recommend(
             mask = _rule_mask(rule, train, objective, sizes)
             single = mask.sum() == 1
             for name in ["single"] if single else names:
+                if name == "stacking" and rule.startswith("top"):
+                    continue  # stacking learns its own member weights: the pool and search teams
                 key = (rule, name)
                 if key not in correct:
                     correct[key] = np.zeros(sel.n_samples, dtype=bool)
