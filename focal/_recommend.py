@@ -292,6 +292,56 @@ def _select_rows(bundle: Bundle, select_on: str, report_on: str | None, seed: in
     return sel, rep, rows
 
 
+def _cross_validate(sel, fold, rules, names, objs, objective, sizes):
+    """Per-row held-out correctness of every (rule, combiner) procedure, and the ranked table.
+
+    Within each fold the team rule and the combiner see the training folds only.
+    """
+    correct: dict[tuple[str, str], np.ndarray] = {}
+    sizes_seen: dict[tuple[str, str], list[int]] = {}
+    for f in range(int(fold.max()) + 1):
+        train, held = sel.select_samples(fold != f), sel.select_samples(fold == f)
+        for rule in rules:
+            mask = _rule_mask(rule, train, objective, sizes)
+            for name in ["single"] if mask.sum() == 1 else names:
+                if name == "stacking" and rule.startswith("top"):
+                    continue  # stacking learns its own member weights: the pool and search teams
+                key = (rule, name)
+                if key not in correct:
+                    correct[key] = np.zeros(sel.n_samples, dtype=bool)
+                    sizes_seen[key] = []
+                correct[key][fold == f] = _held_out_right(name, objs.get(name), train, held, mask)
+                sizes_seen[key].append(int(mask.sum()))
+    table = [
+        {"rule": r, "combiner": c, "cv_accuracy": float(v.mean()),
+         "mean_size": float(np.mean(sizes_seen[(r, c)]))}
+        for (r, c), v in correct.items()
+    ]  # fmt: skip
+    # Best first; ties go to the smaller team, then the simpler combiner.
+    table.sort(key=lambda d: (-round(d["cv_accuracy"], 12), d["mean_size"],
+                              _COMBINER_RANK.get(d["combiner"], 9)))  # fmt: skip
+    return correct, table
+
+
+def _guard(best: dict[str, Any], p_value: float, alpha: float, folds: int):
+    """``(kind, rule, combiner, reason)``: the best procedure if it beats the best single model
+    significantly, else the best single model."""
+    if best["rule"] != "best_single" and p_value <= alpha:
+        rule, combiner = best["rule"], best["combiner"]
+        reason = (
+            f"{rule} + {combiner} beats the best single model in {folds}-fold cross-validation "
+            "on the selection rows"
+        )
+        return "team", rule, combiner, reason
+    reason = (
+        "nothing beats the best single model significantly in cross-validation on the "
+        "selection rows"
+        if best["rule"] != "best_single"
+        else "the best single model is the best procedure in cross-validation"
+    )
+    return "single_model", "best_single", "single", reason
+
+
 def recommend(
     bundle: Bundle,
     *,
@@ -339,54 +389,11 @@ def recommend(
     else:
         rules = _rules(sel.n_models)
     fold = _folds(sel, folds, seed)
-    # correct[(rule, combiner)] = per-row correctness on the held-out folds
-    correct: dict[tuple[str, str], np.ndarray] = {}
-    sizes_seen: dict[tuple[str, str], list[int]] = {}
-    for f in range(folds):
-        train, held = sel.select_samples(fold != f), sel.select_samples(fold == f)
-        for rule in rules:
-            mask = _rule_mask(rule, train, objective, sizes)
-            single = mask.sum() == 1
-            for name in ["single"] if single else names:
-                if name == "stacking" and rule.startswith("top"):
-                    continue  # stacking learns its own member weights: the pool and search teams
-                key = (rule, name)
-                if key not in correct:
-                    correct[key] = np.zeros(sel.n_samples, dtype=bool)
-                    sizes_seen[key] = []
-                right = _held_out_right(name, objs.get(name), train, held, mask)
-                correct[key][fold == f] = right
-                sizes_seen[key].append(int(mask.sum()))
-    table = sorted(
-        (
-            {
-                "rule": r,
-                "combiner": c,
-                "cv_accuracy": float(v.mean()),
-                "mean_size": float(np.mean(sizes_seen[(r, c)])),
-            }
-            for (r, c), v in correct.items()
-        ),
-        key=lambda d: (-round(d["cv_accuracy"], 12), d["mean_size"],
-                       _COMBINER_RANK.get(d["combiner"], 9)),
-    )  # fmt: skip
+    correct, table = _cross_validate(sel, fold, rules, names, objs, objective, sizes)
     best = table[0]
     single_right = correct[("best_single", "single")]
     p_value = paired_improvement_pvalue(correct[(best["rule"], best["combiner"])], single_right)
-    if best["rule"] != "best_single" and p_value <= alpha:
-        kind, rule, combiner = "team", best["rule"], best["combiner"]
-        reason = (
-            f"{rule} + {combiner} beats the best single model in {folds}-fold cross-validation "
-            "on the selection rows"
-        )
-    else:
-        kind, rule, combiner = "single_model", "best_single", "single"
-        reason = (
-            "nothing beats the best single model significantly in cross-validation on the "
-            "selection rows"
-            if best["rule"] != "best_single"
-            else "the best single model is the best procedure in cross-validation"
-        )
+    kind, rule, combiner, reason = _guard(best, p_value, alpha, folds)
     mask = _rule_mask(rule, sel, objective, sizes)
     if kind == "team" and mask.sum() == 1:  # the rule picked one model on all rows
         kind, combiner = "single_model", "single"
