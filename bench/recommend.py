@@ -247,17 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     seeds = [0] if args.quick else [0, 1, 2, 3, 4]
     doc: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if "bbh" in only:
-        doc["bbh"] = run_bbh()
-    if "mmlu" in only:
-        doc["mmlu"] = run_mmlu(seeds)
-    if "digits" in only:
-        doc["digits"] = run_digits()
-    if "sklearn" in only:
-        doc["sklearn"] = run_sklearn([0] if args.quick else [0, 1, 2])
-    if "alpaca" in only:
-        doc["alpaca"] = run_alpaca()
-    write_json_atomic(OUT / "recommend.json", doc)
+    runs = {
+        "bbh": run_bbh,
+        "digits": run_digits,
+        "sklearn": lambda: run_sklearn([0] if args.quick else [0, 1, 2]),
+        "alpaca": run_alpaca,
+        "mmlu": lambda: run_mmlu(seeds),
+    }
+    for key, run in runs.items():
+        if key in only:
+            doc[key] = run()
+            write_json_atomic(OUT / "recommend.json", doc)  # partial results survive a stop
     print(_markdown(doc))
     return 0
 
