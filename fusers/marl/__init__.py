@@ -1,0 +1,43 @@
+"""MARL-Focal: a decider that picks which models to consult per query, an aggregator that fuses.
+
+See ``docs/marl.md``. The environment is a set of pure JAX functions (:func:`reset`,
+:func:`observe`, :func:`step`); the agents are Flax NNX policies trained by REINFORCE
+(``faithful``) or PPO with a value baseline (``fixed``), with every phase rolled out under
+``jax.lax.scan`` and vmapped over tasks and seeds.
+"""
+
+from ._config import MODES as MODES
+from ._config import MarlConfig as MarlConfig
+from ._env import WINDOW_METRICS as WINDOW_METRICS
+from ._env import EnvData as EnvData
+from ._env import EnvSpec as EnvSpec
+from ._env import env_data as env_data
+from ._env import observe as observe
+from ._env import reset as reset
+from ._env import scored_rows as scored_rows
+from ._env import step as step
+from ._env import window_metrics as window_metrics
+from ._env import window_score as window_score
+from ._fit import TaskArrays as TaskArrays
+from ._fit import TaskRun as TaskRun
+from ._fit import fit_tasks as fit_tasks
+from ._fit import task_arrays as task_arrays
+
+__all__ = [
+    "MODES",
+    "WINDOW_METRICS",
+    "EnvData",
+    "EnvSpec",
+    "MarlConfig",
+    "TaskArrays",
+    "TaskRun",
+    "env_data",
+    "fit_tasks",
+    "observe",
+    "reset",
+    "scored_rows",
+    "step",
+    "task_arrays",
+    "window_metrics",
+    "window_score",
+]
