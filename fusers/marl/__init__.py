@@ -22,6 +22,11 @@ from ._fit import TaskArrays as TaskArrays
 from ._fit import TaskRun as TaskRun
 from ._fit import fit_tasks as fit_tasks
 from ._fit import task_arrays as task_arrays
+from ._model import MarlFocal as MarlFocal
+from ._model import cost_metric as cost_metric
+from ._model import inference_records as inference_records
+from ._model import load_marl as load_marl
+from ._model import write_records as write_records
 
 __all__ = [
     "MODES",
@@ -29,10 +34,14 @@ __all__ = [
     "EnvData",
     "EnvSpec",
     "MarlConfig",
+    "MarlFocal",
     "TaskArrays",
     "TaskRun",
+    "cost_metric",
     "env_data",
     "fit_tasks",
+    "inference_records",
+    "load_marl",
     "observe",
     "reset",
     "scored_rows",
@@ -40,4 +49,5 @@ __all__ = [
     "task_arrays",
     "window_metrics",
     "window_score",
+    "write_records",
 ]

@@ -252,6 +252,7 @@ def fit_tasks(
     progress: Callable[[int, int], None] | None = None,
     force_all: bool = False,
     segments: int = 1,
+    params: Sequence[dict[str, Any]] | None = None,
 ) -> list[TaskRun]:
     """Run the whole protocol on every task for every seed, as one vmapped program per phase.
 
@@ -269,6 +270,8 @@ def fit_tasks(
         progress: called with ``(done, total)`` segments.
         force_all: the decider always consults every model (a check of the environment).
         segments: split each phase into this many jitted calls (for progress reporting).
+        params: trained parameters, one ``TaskRun.params`` per (task, seed): skip training and
+            only run the two tests (curves are then empty).
 
     Returns:
         One :class:`TaskRun` per (task, seed), tasks outer.
@@ -369,6 +372,8 @@ def fit_tasks(
         kd, ka, kr = jax.random.split(k, 3)
         dgd, dp = init_decider(kd, m)
         agd, ap = init_aggregator(ka, m, tasks[i].n_classes, pad_classes=c_max)
+        if params is not None:
+            dp, ap = _load_params(dp, ap, params[len(keys)], tasks[i].n_classes, c_max)
         d_list.append(dp)
         a_list.append(ap)
         keys.append(kr)
@@ -408,7 +413,11 @@ def fit_tasks(
     state = TrainState(dparams, dopt, aparams, aopt, dparams, aparams, None, keys)
     trained = None
     outs: dict[str, Any] = {}
-    for pid, (kind, data, spec) in enumerate(phases):
+    if params is not None:
+        trained = state
+        phases = phases[2:]
+        total = 2
+    for pid, (kind, data, spec) in enumerate(phases, start=4 - len(phases)):
         if kind in ("online", "frozen"):
             start = trained
         else:
@@ -436,6 +445,27 @@ def fit_tasks(
         elif kind == "ensemble":
             trained = st
     return _collect(tasks, combos, seeds, cfg, rows, outs, trained)
+
+
+def _load_params(dp, ap, saved: dict[str, Any], n_classes: int, c_max: int):
+    """Put saved pure-dict parameters into the (padded) states ``dp``, ``ap``."""
+    from flax import nnx
+
+    nnx.replace_by_pure_dict(dp, jax_tree(saved["decider"]))
+    a = jax_tree(saved["aggregator"])
+    c_saved = np.asarray(a["l3"]["bias"]).shape[0]
+    if c_saved != c_max:
+        raise InputError(f"aggregator: saved for {c_saved} classes, the bundle has {c_max}")
+    nnx.replace_by_pure_dict(ap, a)
+    return dp, ap
+
+
+def jax_tree(tree):
+    """Nested dict of arrays with jnp leaves."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(jnp.asarray, tree)
 
 
 def _pass_curve(out: dict[str, np.ndarray], b: int, first_row: int, steps: int, passes: int,
@@ -471,12 +501,16 @@ def _collect(tasks, combos, seeds, cfg, rows, outs, trained) -> list[TaskRun]:
             "decider": _pure(trained.dparams, b),
             "aggregator": _pure(trained.aparams, b),
         }
+        curves = [
+            _pass_curve(outs[k], b, *tr, p, False) if k in outs else []
+            for k, p in (("select", cfg.select_passes), ("ensemble", cfg.ensemble_passes))
+        ]
         runs.append(
             TaskRun(
                 task=ta.name,
                 seed=s,
-                select_curve=_pass_curve(outs["select"], b, *tr, cfg.select_passes, False),
-                ensemble_curve=_pass_curve(outs["ensemble"], b, *tr, cfg.ensemble_passes, False),
+                select_curve=curves[0],
+                ensemble_curve=curves[1],
                 online_accuracy=float(on_ok.sum() / denom(on_ok.size)),
                 online_steps=int(on_ok.size),
                 frozen_accuracy=float(fz_ok.sum() / denom(fz_ok.size)),
