@@ -143,7 +143,7 @@ def scored_rows(n: int, window: int, *, double_subtract: bool = False) -> tuple[
     if steps < 1:
         raise InputError(
             f"window: {window} leaves no row to score in a split of {n} rows; "
-            f"use a window below {(n - 2) // 2 if double_subtract else n - 1}"
+            f"use a window of at most {(n - 3) // 2 if double_subtract else n - 1}"
         )
     return first, steps
 

@@ -1,0 +1,140 @@
+"""MARL-Focal environment: windows, step counts, window statistics against the library."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ensembles
+import focal
+from ensembles.util import InputError
+from fusers.marl import (
+    EnvSpec,
+    MarlConfig,
+    env_data,
+    fit_tasks,
+    scored_rows,
+    task_arrays,
+    window_metrics,
+)
+from fusers.marl._env import _window_rows
+from fusers.marl._train import make_schedule
+
+
+@pytest.mark.parametrize("n,w", [(20, 0), (20, 1), (20, 5), (50, 23), (9, 3)])
+def test_step_counts(n, w):
+    first, steps = scored_rows(n, w)
+    assert (first, steps) == (max(w, 1), n - max(w, 1))
+    first, steps = scored_rows(n, w, double_subtract=True)
+    assert (first, steps) == (w + 2, n - 2 * w - 2)
+    # a schedule of P passes has P * steps real steps, each scored row once per pass
+    s = make_schedule(first, steps, 3, 7, carry_buffers=False)
+    rows = s.t[s.valid]
+    assert rows.size == 3 * steps
+    assert sorted(rows[:steps].tolist()) == list(range(first, first + steps))
+
+
+def test_window_larger_than_split_refused():
+    with pytest.raises(InputError, match="window"):
+        scored_rows(10, 10)
+    with pytest.raises(InputError, match="window"):
+        scored_rows(10, 4, double_subtract=True)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 30)
+    b = ensembles.Bundle.create(models=["a", "b"], labels=y, preds=np.stack([y, 1 - y]),
+                                split=["train"] * 20 + ["test"] * 10)  # fmt: skip
+    with pytest.raises(InputError, match="window: 25"):
+        fit_tasks([task_arrays(b)], MarlConfig.for_mode("fixed", window=25))
+
+
+def test_one_model_refused():
+    with pytest.raises(InputError, match="at least 2 models"):
+        env_data([[0, 1]], [0, 1], np.ones((1, 2, 2)))
+
+
+@pytest.mark.parametrize("w", [0, 1, 4, 30])
+def test_window_never_contains_scored_row(w):
+    d = env_data(np.zeros((2, 25), int), np.zeros(25, int), np.ones((2, 25, 2)))
+    for t, floor, horizon in itertools.product(range(25), (0, 3), (25, 10)):
+        idx, wt = _window_rows(d, t, w, floor, horizon)
+        rows = set(np.asarray(idx)[np.asarray(wt) > 0].tolist())
+        end = min(t, horizon)
+        expect = set(range(max(floor, end - w) if w else floor, end))
+        assert rows == expect
+        assert t not in rows
+
+
+def _random_case(rng, m, n, c):
+    y = rng.integers(0, c, n)
+    noise = rng.integers(-1, c, (m, n))
+    keep = rng.random((m, n)) < rng.uniform(0.3, 0.8, (m, 1))
+    preds = np.where(keep, y, noise)
+    return y, preds
+
+
+def _entropy_ref(correct):
+    p = correct.mean()
+    return 0.0 if p in (0.0, 1.0) else float(-p * np.log2(p) - (1 - p) * np.log2(1 - p))
+
+
+def _oracle_kappa_ref(ci, cj):
+    n11 = np.sum((ci == 0) & (cj == 0))
+    n00 = np.sum((ci == 1) & (cj == 1))
+    n10 = np.sum((ci == 0) & (cj == 1))
+    n01 = np.sum((ci == 1) & (cj == 0))
+    den = (n11 + n10) * (n01 + n00) + (n11 + n01) * (n10 + n00)
+    return 0.0 if den == 0 else 2.0 * (n11 * n00 - n01 * n10) / den
+
+
+_METRICS_3 = jax.jit(lambda *a: window_metrics(*a, n_classes=3))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_metrics_match_library(seed):
+    rng = np.random.default_rng(seed)
+    m, n, c = 5, 60, 3
+    y, preds = _random_case(rng, m, n, c)
+    correct = ((preds == y) & (preds >= 0)).astype(np.float32)
+    fn = _METRICS_3
+    for _ in range(6):
+        w = (rng.random(n) < 0.6).astype(np.float32)
+        team = np.zeros(m, np.float32)
+        team[rng.choice(m, rng.integers(2, m + 1), replace=False)] = 1
+        got = np.asarray(fn(team, correct, preds, y, w), np.float64)
+        rows = np.flatnonzero(w)
+        b = ensembles.Bundle.create(models=list("abcde"), labels=y[rows], preds=preds[:, rows],
+                                    n_classes=c)  # fmt: skip
+        members = [b.models[i] for i in np.flatnonzero(team)]
+        lib = {
+            k: float(focal.score_teams(b, [members], metric=k)[0])
+            for k in ("focal", "fleiss_kappa", "q_statistic", "correlation",
+                      "binary_disagreement")  # fmt: skip
+        }
+        plural = float(ensembles.team_accuracy(b, [tuple(members)], combiner="plurality")[0])
+        sub = correct[np.flatnonzero(team)][:, rows]
+        pairs = list(itertools.combinations(range(sub.shape[0]), 2))
+        okappa = np.mean([_oracle_kappa_ref(sub[i], sub[j]) for i, j in pairs])
+        expect = [lib["focal"], plural, lib["fleiss_kappa"], lib["q_statistic"],
+                  lib["correlation"], lib["binary_disagreement"], okappa, _entropy_ref(sub)]  # fmt: skip
+        np.testing.assert_allclose(got, expect, rtol=2e-5, atol=2e-6)
+
+
+def test_faithful_focal_counts_members_never_wrong_as_one():
+    correct = jnp.array([[1.0, 1, 1, 1], [0, 1, 0, 1], [0, 0, 1, 1]])
+    preds = jnp.where(correct > 0, 0, 1).astype(int)
+    args = (jnp.ones(3), correct, preds, jnp.zeros(4, int), jnp.ones(4))
+    fixed = window_metrics(*args, n_classes=2)
+    faithful = window_metrics(*args, n_classes=2, faithful=True)
+    # member 0 is never wrong: left out (fixed), GD = 1 (faithful)
+    assert float(faithful[0]) == pytest.approx((1.0 + 2 * float(fixed[0])) / 3, rel=1e-6)
+
+
+def test_sentinel_for_small_teams():
+    from fusers.marl import window_score
+
+    d = env_data([[0, 1, 1], [1, 1, 0]], [0, 1, 1], np.eye(2)[[[0, 1, 1], [1, 1, 0]]])
+    assert float(window_score(d, EnvSpec(), jnp.array([1.0, 0.0]), 2)) == -99.0
