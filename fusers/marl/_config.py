@@ -51,6 +51,10 @@ class MarlConfig:
         greedy_eval: fixed takes the most likely team and answer when evaluating frozen; faithful
             samples the team as during training.
         accuracy_minus_one: faithful test accuracy divides by ``steps - 1``; fixed by ``steps``.
+        sentinel: the state's window score for teams of fewer than two members: faithful
+            ``-99`` (saturates the decider's first layer: on a two-model toy with Adam 1e-2 the
+            decider then never leaves the all-ones team), fixed ``-1`` (below any window score
+            of the default weights).
 
     Both modes report test accuracy twice: ``online`` (the reference protocol: both agents keep
     learning from test rewards, i.e. test labels) and ``frozen`` (no update, and the window is
@@ -88,7 +92,7 @@ class MarlConfig:
     test_default_weights: bool = False
     greedy_eval: bool = True
     accuracy_minus_one: bool = False
-    sentinel: float = -99.0
+    sentinel: float = -1.0
 
     @classmethod
     def for_mode(cls, mode: str = "fixed", **overrides: Any) -> MarlConfig:
@@ -108,6 +112,7 @@ class MarlConfig:
                 test_default_weights=True,
                 greedy_eval=False,
                 accuracy_minus_one=True,
+                sentinel=-99.0,
             )
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

@@ -253,6 +253,7 @@ def fit_tasks(
     force_all: bool = False,
     segments: int = 1,
     params: Sequence[dict[str, Any]] | None = None,
+    phases: Sequence[str] = ("select", "ensemble", "online", "frozen"),
 ) -> list[TaskRun]:
     """Run the whole protocol on every task for every seed, as one vmapped program per phase.
 
@@ -272,6 +273,8 @@ def fit_tasks(
         segments: split each phase into this many jitted calls (for progress reporting).
         params: trained parameters, one ``TaskRun.params`` per (task, seed): skip training and
             only run the two tests (curves are then empty).
+        phases: the phases to run, a subset of the default in that order (a phase left out
+            leaves empty curves / NaN accuracies).
 
     Returns:
         One :class:`TaskRun` per (task, seed), tasks outer.
@@ -392,6 +395,7 @@ def fit_tasks(
 
         return Schedule(*(np.stack(a) for a in zip(*lst, strict=True)))
 
+    wanted = tuple(phases)
     phases = []
     greedy_a = False  # the faithful aggregator's argmax is implied by agg_prob_gradient
     phases.append(("select", data_train, _phase_spec(
@@ -408,16 +412,16 @@ def fit_tasks(
         decider_greedy=cfg.greedy_eval, aggregator_greedy=cfg.greedy_eval or greedy_a,
         force_all=force_all)))  # fmt: skip
 
-    total = 2 * segments + 2
     done = 0
     state = TrainState(dparams, dopt, aparams, aopt, dparams, aparams, None, keys)
     trained = None
     outs: dict[str, Any] = {}
     if params is not None:
         trained = state
-        phases = phases[2:]
-        total = 2
-    for pid, (kind, data, spec) in enumerate(phases, start=4 - len(phases)):
+        wanted = tuple(k for k in wanted if k in ("online", "frozen"))
+    phases = [(pid, *ph) for pid, ph in enumerate(phases) if ph[0] in wanted]
+    total = sum(segments if k in ("select", "ensemble") else 1 for _, k, _, _ in phases)
+    for pid, kind, data, spec in phases:
         if kind in ("online", "frozen"):
             start = trained
         else:
@@ -441,7 +445,7 @@ def fit_tasks(
             else:
                 st = st._replace(aparams=st.abest)
         if kind == "select":
-            state = st
+            state = trained = st
         elif kind == "ensemble":
             trained = st
     return _collect(tasks, combos, seeds, cfg, rows, outs, trained)
@@ -488,6 +492,12 @@ def _collect(tasks, combos, seeds, cfg, rows, outs, trained) -> list[TaskRun]:
     import jax
 
     runs = []
+    empty = {"ok": np.zeros((len(combos), 0, 1), bool), "valid": np.zeros((len(combos), 0, 1), bool),
+             "team": np.zeros((len(combos), 0, 1, len(tasks[0].models)), np.int8),
+             "answer": np.zeros((len(combos), 0, 1), np.int32)}  # fmt: skip
+    outs = {k: outs.get(k, empty) for k in ("select", "ensemble", "online", "frozen")} | {
+        "_ran": set(outs)
+    }
     for b, (i, s) in enumerate(combos):
         ta = tasks[i]
         tr, on = rows[i]
@@ -496,13 +506,13 @@ def _collect(tasks, combos, seeds, cfg, rows, outs, trained) -> list[TaskRun]:
         fz_ok = outs["frozen"]["ok"][b].reshape(-1)[fz_valid]
         teams = outs["frozen"]["team"][b].reshape(-1, len(ta.models))[fz_valid]
         answers = outs["frozen"]["answer"][b].reshape(-1)[fz_valid]
-        denom = lambda k: max(k - 1, 1) if cfg.accuracy_minus_one else k  # noqa: E731
+        denom = lambda k: (max(k - 1, 1) if cfg.accuracy_minus_one else k) if k else np.nan  # noqa: E731
         params = {
             "decider": _pure(trained.dparams, b),
             "aggregator": _pure(trained.aparams, b),
         }
         curves = [
-            _pass_curve(outs[k], b, *tr, p, False) if k in outs else []
+            _pass_curve(outs[k], b, *tr, p, False) if k in outs["_ran"] else []
             for k, p in (("select", cfg.select_passes), ("ensemble", cfg.ensemble_passes))
         ]
         runs.append(
