@@ -138,3 +138,32 @@ def test_sentinel_for_small_teams():
 
     d = env_data([[0, 1, 1], [1, 1, 0]], [0, 1, 1], np.eye(2)[[[0, 1, 1], [1, 1, 0]]])
     assert float(window_score(d, EnvSpec(), jnp.array([1.0, 0.0]), 2)) == -99.0
+
+
+def test_quality_bad_input_one_line():
+    from fusers.marl import check_quality
+
+    with pytest.raises(InputError, match="every cell is NaN"):
+        check_quality(np.full((3, 5), np.nan))
+    with pytest.raises(InputError, match="at least 2 models"):
+        check_quality(np.ones((1, 5)))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        check_quality([[0.5, 2.0], [0.1, 0.2]])
+
+
+def test_router_learns_the_best_model_and_reads_no_test_judgment_frozen():
+    from fusers.marl import fit_router
+
+    rng = np.random.default_rng(0)
+    q = (rng.random((3, 200)) < [[0.95], [0.4], [0.1]]).astype(float)
+    q[1, 5] = np.nan
+    runs = fit_router(q, np.arange(160), np.arange(160, 200), passes=25, seeds=[0, 1])
+    for r in runs:
+        assert r.curve[-1] > r.curve[0]
+        assert np.bincount(r.choices, minlength=3)[0] == 40
+        assert r.frozen == pytest.approx(q[0, 160:].mean())
+    # the frozen test does not depend on the test judgments (except through the reward)
+    q2 = q.copy()
+    q2[1:, 160:] = 1.0 - q2[1:, 160:]
+    runs2 = fit_router(q2, np.arange(160), np.arange(160, 200), passes=25, seeds=[0, 1])
+    assert [r.choices.tolist() for r in runs] == [r.choices.tolist() for r in runs2]

@@ -27,6 +27,9 @@ from ._model import cost_metric as cost_metric
 from ._model import inference_records as inference_records
 from ._model import load_marl as load_marl
 from ._model import write_records as write_records
+from ._router import RouterRun as RouterRun
+from ._router import check_quality as check_quality
+from ._router import fit_router as fit_router
 
 __all__ = [
     "MODES",
@@ -35,10 +38,13 @@ __all__ = [
     "EnvSpec",
     "MarlConfig",
     "MarlFocal",
+    "RouterRun",
     "TaskArrays",
     "TaskRun",
+    "check_quality",
     "cost_metric",
     "env_data",
+    "fit_router",
     "fit_tasks",
     "inference_records",
     "load_marl",
