@@ -4,11 +4,11 @@
 
 * speed: environment steps per second of phase 1 (decider samples a team from the diversity
   state, plurality answers, reward; REINFORCE updates every 100 steps) on one BBH task, JAX
-  (``lax.scan``, vmapped over 72 copies: the BBH batch of 24 tasks x 3 seeds) beside a straightforward per-step NumPy loop of the same
-  environment and decider forward pass (all eight window statistics, as the environment computes them; no learning, so the loop is
-  favoured); compile time
-  reported apart. Also the wall time of the whole BBH protocol (24 tasks, 15 + 15 passes, one
-  seed, both modes).
+  (``lax.scan``, vmapped over 72 copies: the BBH batch of 24 tasks x 3 seeds) beside a
+  straightforward per-step NumPy loop of the same environment and decider forward pass (all
+  eight window statistics, as the environment computes them; no learning, so the loop is
+  favoured); compile time reported apart. Also the wall time of the whole BBH protocol (24
+  tasks, 15 + 15 passes, one seed, both modes).
 * bbh: the 24 tasks (fixed labels, 22 ``label_ok`` tasks, and the "as stored" labels), mean of
   per-task test accuracies over seeds, faithful and fixed, frozen and online test, beside the
   baselines of the same tasks (best single chosen on train, plurality of all, oracle).
@@ -88,8 +88,9 @@ def _metrics_np(team, correct, preds, labels, c):
             kap.append(2 * det / kd if kd else 0.0)
     p = 1.0 - err.mean()
     ent = 0.0 if p in (0.0, 1.0) else -p * np.log2(p) - (1 - p) * np.log2(1 - p)
-    return np.array([focal, hits / n, fleiss, np.mean(q), np.mean(rho), np.mean(dis),
-                     np.mean(kap), ent])  # fmt: skip
+    return np.array(
+        [focal, hits / n, fleiss, np.mean(q), np.mean(rho), np.mean(dis), np.mean(kap), ent]
+    )
 
 
 def python_loop(ta, params, steps: int, seed: int = 0) -> float:
@@ -162,11 +163,15 @@ def speed(out: dict[str, Any]) -> None:
     print("\n## MARL-Focal speed (phase 1, date_understanding, 200 train rows)\n")
     print("| implementation | steps/s | ratio |\n|---|---|---|")
     print(f"| per-step Python/NumPy loop (no learning) | {py_rate:,.0f} | 1 |")
-    print(f"| JAX scan, vmap x{len(copies)}, with REINFORCE updates | {jax_rate:,.0f} | "
-          f"{s['ratio']:.0f}x |")  # fmt: skip
-    print(f"\nJAX compile {s['jax_compile_seconds']:.1f} s (once). Whole BBH protocol (24 tasks "
-          f"x 30 passes + 2 test runs, 1 seed, compile included): faithful "
-          f"{full['faithful']:.0f} s, fixed {full['fixed']:.0f} s.")  # fmt: skip
+    print(
+        f"| JAX scan, vmap x{len(copies)}, with REINFORCE updates | {jax_rate:,.0f} | "
+        f"{s['ratio']:.0f}x |"
+    )
+    print(
+        f"\nJAX compile {s['jax_compile_seconds']:.1f} s (once). Whole BBH protocol (24 tasks "
+        f"x 30 passes + 2 test runs, 1 seed, compile included): faithful "
+        f"{full['faithful']:.0f} s, fixed {full['fixed']:.0f} s."
+    )
 
 
 # ------------------------------------------------------------------ results
@@ -177,11 +182,18 @@ def _baselines(tas) -> dict[str, float]:
         ok = (ta.preds == ta.labels) & (ta.preds >= 0)
         best.append(ok[int(np.argmax(ok[:, :n].mean(axis=1))), n:].mean())
         oracle.append(ok[:, n:].any(axis=0).mean())
-        b = ensembles.Bundle.create(models=list(ta.models), labels=ta.labels[n:],
-                                    preds=ta.preds[:, n:], n_classes=ta.n_classes)  # fmt: skip
+        b = ensembles.Bundle.create(
+            models=list(ta.models),
+            labels=ta.labels[n:],
+            preds=ta.preds[:, n:],
+            n_classes=ta.n_classes,
+        )
         plural.append(float(ensembles.team_accuracy(b, [ta.models], combiner="plurality")[0]))
-    return {"best_single_train": float(np.mean(best)), "plurality_all": float(np.mean(plural)),
-            "oracle": float(np.mean(oracle))}  # fmt: skip
+    return {
+        "best_single_train": float(np.mean(best)),
+        "plurality_all": float(np.mean(plural)),
+        "oracle": float(np.mean(oracle)),
+    }
 
 
 def _summary(runs, names) -> dict[str, Any]:
@@ -192,8 +204,11 @@ def _summary(runs, names) -> dict[str, Any]:
             if r.task in names:
                 by_seed.setdefault(r.seed, []).append(getattr(r, key))
         vals = [float(np.mean(v)) for v in by_seed.values()]
-        res[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1))
-                    if len(vals) > 1 else 0.0, "per_seed": vals}  # fmt: skip
+        res[key] = {
+            "mean": float(np.mean(vals)),
+            "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            "per_seed": vals,
+        }
     return res
 
 
@@ -204,11 +219,14 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
     res: dict[str, Any] = {}
     for labels in ("fixed", "as_stored"):
         tas = [task_arrays(tasks[t], as_stored=labels == "as_stored") for t in tasks]
-        res[labels] = {"baselines_24": _baselines(tas),
-                       "baselines_22": _baselines([t for t in tas if t.name in ok_tasks])}  # fmt: skip
+        res[labels] = {
+            "baselines_24": _baselines(tas),
+            "baselines_22": _baselines([t for t in tas if t.name in ok_tasks]),
+        }
         for mode in ("faithful", "fixed"):
-            cfg = MarlConfig.for_mode(mode, select_passes=passes, ensemble_passes=passes,
-                                      **BBH_SETTINGS)  # fmt: skip
+            cfg = MarlConfig.for_mode(
+                mode, select_passes=passes, ensemble_passes=passes, **BBH_SETTINGS
+            )
             t0 = time.perf_counter()
             runs = fit_tasks(tas, cfg, seeds=seeds)
             res[labels][mode] = {
@@ -217,10 +235,14 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
                 "seconds": time.perf_counter() - t0,
             }
     out["bbh"] = res
-    print(f"\n## MARL-Focal on BBH (mean of per-task test accuracy, {len(seeds)} seeds, "
-          f"{passes}+{passes} passes)\n")  # fmt: skip
-    print("| labels | tasks | method | frozen test | online test (learns from test) | "
-          "models/query |\n|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        f"\n## MARL-Focal on BBH (mean of per-task test accuracy, {len(seeds)} seeds, "
+        f"{passes}+{passes} passes)\n"
+    )
+    print(
+        "| labels | tasks | method | frozen test | online test (learns from test) | "
+        "models/query |\n|---|---|---|---|---|---|"
+    )
     for labels in ("as_stored", "fixed"):
         for scope in ("24", "22"):
             if labels == "as_stored" and scope == "22":
@@ -228,13 +250,17 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
             for mode in ("faithful", "fixed"):
                 s = res[labels][mode][f"tasks_{scope}"]
                 f, o, k = s["frozen_accuracy"], s["online_accuracy"], s["mean_consulted"]
-                print(f"| {labels} | {scope} | MARL-Focal {mode} | {100 * f['mean']:.2f} ± "
-                      f"{100 * f['std']:.2f} | {100 * o['mean']:.2f} ± {100 * o['std']:.2f} | "
-                      f"{k['mean']:.2f} |")  # fmt: skip
+                print(
+                    f"| {labels} | {scope} | MARL-Focal {mode} | {100 * f['mean']:.2f} ± "
+                    f"{100 * f['std']:.2f} | {100 * o['mean']:.2f} ± {100 * o['std']:.2f} | "
+                    f"{k['mean']:.2f} |"
+                )
             bl = res[labels][f"baselines_{scope}"]
-            print(f"| {labels} | {scope} | best single (train) / plurality all / oracle | "
-                  f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-                  f"{100 * bl['oracle']:.2f} | | |")  # fmt: skip
+            print(
+                f"| {labels} | {scope} | best single (train) / plurality all / oracle | "
+                f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
+                f"{100 * bl['oracle']:.2f} | | |"
+            )
 
 
 def mmlu(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> None:
@@ -252,34 +278,57 @@ def mmlu(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> 
         ta = task_arrays(bp, name="mmlu_pro")
         base.append(_baselines([ta]))
         for mode in ("faithful", "fixed"):
-            cfg = MarlConfig.for_mode(mode, select_passes=passes, ensemble_passes=passes,
-                                      window=500, gamma_aggregator=0.8)  # fmt: skip
+            cfg = MarlConfig.for_mode(
+                mode, select_passes=passes, ensemble_passes=passes, window=500, gamma_aggregator=0.8
+            )
             runs_all[mode] += fit_tasks([ta], cfg, seeds=[seed])
     for mode in ("faithful", "fixed"):
         res[mode] = _summary(runs_all[mode], {"mmlu_pro"})
     res["baselines"] = {k: float(np.mean([x[k] for x in base])) for k in base[0]}
     out["mmlu_pro"] = res
-    print(f"\n## MARL-Focal on MMLU-Pro ({pool}-model pool = best {pool} on train, 80/20 split "
-          f"per seed, {len(seeds)} seeds, window 500, {passes}+{passes} passes)\n")  # fmt: skip
+    print(
+        f"\n## MARL-Focal on MMLU-Pro ({pool}-model pool = best {pool} on train, 80/20 split "
+        f"per seed, {len(seeds)} seeds, window 500, {passes}+{passes} passes)\n"
+    )
     print("| method | frozen test | online test | models/query |\n|---|---|---|---|")
     for mode in ("faithful", "fixed"):
         s = res[mode]
-        print(f"| MARL-Focal {mode} | {100 * s['frozen_accuracy']['mean']:.2f} ± "
-              f"{100 * s['frozen_accuracy']['std']:.2f} | {100 * s['online_accuracy']['mean']:.2f}"
-              f" ± {100 * s['online_accuracy']['std']:.2f} | {s['mean_consulted']['mean']:.2f} |")  # fmt: skip
+        print(
+            f"| MARL-Focal {mode} | {100 * s['frozen_accuracy']['mean']:.2f} ± "
+            f"{100 * s['frozen_accuracy']['std']:.2f} | {100 * s['online_accuracy']['mean']:.2f}"
+            f" ± {100 * s['online_accuracy']['std']:.2f} | {s['mean_consulted']['mean']:.2f} |"
+        )
     bl = res["baselines"]
-    print(f"| best single (train) / plurality of pool / oracle | "
-          f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-          f"{100 * bl['oracle']:.2f} | | |")  # fmt: skip
+    print(
+        f"| best single (train) / plurality of pool / oracle | "
+        f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
+        f"{100 * bl['oracle']:.2f} | | |"
+    )
 
 
 POOLS = {
-    "open 7B (5)": ["llama-2-7b-chat-hf", "zephyr-7b-beta", "tulu-2-dpo-7b", "alpaca-7b",
-                    "falcon-7b-instruct"],
-    "mixed (12)": ["gpt4", "claude-2", "gpt-3.5-turbo-0301", "llama-2-70b-chat-hf",
-                   "Yi-34B-Chat", "vicuna-13b", "wizardlm-13b", "guanaco-65b", "zephyr-7b-beta",
-                   "tulu-2-dpo-7b", "phi-2-dpo", "falcon-40b-instruct"],
-}  # fmt: skip
+    "open 7B (5)": [
+        "llama-2-7b-chat-hf",
+        "zephyr-7b-beta",
+        "tulu-2-dpo-7b",
+        "alpaca-7b",
+        "falcon-7b-instruct",
+    ],
+    "mixed (12)": [
+        "gpt4",
+        "claude-2",
+        "gpt-3.5-turbo-0301",
+        "llama-2-70b-chat-hf",
+        "Yi-34B-Chat",
+        "vicuna-13b",
+        "wizardlm-13b",
+        "guanaco-65b",
+        "zephyr-7b-beta",
+        "tulu-2-dpo-7b",
+        "phi-2-dpo",
+        "falcon-40b-instruct",
+    ],
+}
 
 
 def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
@@ -298,8 +347,11 @@ def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
     for pool, members in POOLS.items():
         q = win[[names.index(x) for x in members]]
         runs = fit_router(q, tr, te, seeds=seeds)
-        agg = lambda f: (float(np.mean([f(r) for r in runs])),  # noqa: E731
-                         float(np.std([f(r) for r in runs], ddof=1)))  # fmt: skip
+
+        def agg(f, runs=runs):
+            vals = [f(r) for r in runs]
+            return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
         res[pool] = {
             "members": members,
             "frozen": agg(lambda r: r.frozen),
@@ -309,14 +361,23 @@ def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
             "distinct_choices": float(np.mean([np.unique(r.choices).size for r in runs])),
         }
     out["alpaca"] = res
-    print(f"\n## Open-ended router on AlpacaEval-1 (mean win rate on a seeded 20 % test split, "
-          f"{len(seeds)} seeds, 25 passes)\n")  # fmt: skip
-    print("| pool | router frozen | router online | best single (chosen on train) | "
-          "per-prompt oracle | distinct models chosen |\n|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        f"\n## Open-ended router on AlpacaEval-1 (mean win rate on a seeded 20 % test split, "
+        f"{len(seeds)} seeds, 25 passes)\n"
+    )
+    print(
+        "| pool | router frozen | router online | best single (chosen on train) | "
+        "per-prompt oracle | distinct models chosen |\n|---|---|---|---|---|---|"
+    )
     for pool, r in res.items():
-        f = lambda k: f"{100 * r[k][0]:.2f} ± {100 * r[k][1]:.2f}"  # noqa: E731
-        print(f"| {pool} | {f('frozen')} | {f('online')} | {f('best_single')} | {f('oracle')} "
-              f"| {r['distinct_choices']:.1f} |")  # fmt: skip
+
+        def f(k, r=r):
+            return f"{100 * r[k][0]:.2f} ± {100 * r[k][1]:.2f}"
+
+        print(
+            f"| {pool} | {f('frozen')} | {f('online')} | {f('best_single')} | {f('oracle')} "
+            f"| {r['distinct_choices']:.1f} |"
+        )
 
 
 def main(argv=None) -> int:

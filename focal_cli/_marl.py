@@ -13,9 +13,9 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     """Add ``marl`` with the actions ``train`` and ``evaluate``."""
-    from ._common import formatter
-
     import textwrap
+
+    from ._common import formatter
 
     p = sub.add_parser(
         "marl",
@@ -37,8 +37,9 @@ def register(sub: Any) -> None:
             """
         ),
     )
-    actions = p.add_subparsers(dest="marl_command", metavar="ACTION", required=True,
-                               parser_class=type(p))  # fmt: skip
+    actions = p.add_subparsers(
+        dest="marl_command", metavar="ACTION", required=True, parser_class=type(p)
+    )
 
     t = actions.add_parser(
         "train",
@@ -59,16 +60,19 @@ def register(sub: Any) -> None:
     )
     add_bundle(t)
     t.add_argument("--out", metavar="DIR", required=True, help="folder for the trained model")
-    t.add_argument("--mode", choices=("fixed", "faithful"), default="fixed",
-                   help="fixed (default) or faithful")  # fmt: skip
+    t.add_argument(
+        "--mode", choices=("fixed", "faithful"), default="fixed", help="fixed (default) or faithful"
+    )
     t.add_argument("--seed", type=int, default=0, help="seed of agents and actions (default 0)")
     t.add_argument("--window", type=int, default=None, help="window W (default 0 = all past)")
     t.add_argument("--alpha", type=float, default=None, help="size penalty (default 1.0)")
-    t.add_argument("--passes", type=int, default=None,
-                   help="passes of each phase (default 15)")  # fmt: skip
+    t.add_argument("--passes", type=int, default=None, help="passes of each phase (default 15)")
     t.add_argument("--update-freq", type=int, default=None, help="steps per update (100)")
-    t.add_argument("--as-stored", action="store_true",
-                   help="undo the BBH label fix (published-number comparisons)")  # fmt: skip
+    t.add_argument(
+        "--as-stored",
+        action="store_true",
+        help="undo the BBH label fix (published-number comparisons)",
+    )
     add_format(t)
     t.set_defaults(run=run_train)
 
@@ -160,8 +164,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UsageError("--prices: give comma-separated numbers") from None
     bundle = load_bundle_arg(args)
     res = model.evaluate(bundle, prices=prices)
-    base = baselines(bundle, list(bundle.models), select_on="val", report_on="test",
-                     train_on="train", seed=model.seed)  # fmt: skip
+    base = baselines(
+        bundle,
+        list(bundle.models),
+        select_on="val",
+        report_on="test",
+        train_on="train",
+        seed=model.seed,
+    )
     flat = {
         "best_single": base["best_single"]["accuracy"],
         "plurality": base["plurality"],
@@ -189,8 +199,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         rows = [
             ["MARL-Focal, frozen (no test label read)", res["frozen"]["accuracy"]],
             ["MARL-Focal, online (learns from test rewards)", res["online"]["accuracy"]],
-            [f"best single model ({base['best_single']['name']}, chosen on val)",
-             flat["best_single"]],  # fmt: skip
+            [
+                f"best single model ({base['best_single']['name']}, chosen on val)",
+                flat["best_single"],
+            ],
             ["plurality vote of the pool", flat["plurality"]],
             ["soft vote of the pool", flat["soft"]],
             ["stacking (logistic regression)", flat["stacking"]],

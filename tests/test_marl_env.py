@@ -45,8 +45,12 @@ def test_window_larger_than_split_refused():
         scored_rows(10, 4, double_subtract=True)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 30)
-    b = ensembles.Bundle.create(models=["a", "b"], labels=y, preds=np.stack([y, 1 - y]),
-                                split=["train"] * 20 + ["test"] * 10)  # fmt: skip
+    b = ensembles.Bundle.create(
+        models=["a", "b"],
+        labels=y,
+        preds=np.stack([y, 1 - y]),
+        split=["train"] * 20 + ["test"] * 10,
+    )
     with pytest.raises(InputError, match="window: 25"):
         fit_tasks([task_arrays(b)], MarlConfig.for_mode("fixed", window=25))
 
@@ -106,20 +110,28 @@ def test_window_metrics_match_library(seed):
         team[rng.choice(m, rng.integers(2, m + 1), replace=False)] = 1
         got = np.asarray(fn(team, correct, preds, y, w), np.float64)
         rows = np.flatnonzero(w)
-        b = ensembles.Bundle.create(models=list("abcde"), labels=y[rows], preds=preds[:, rows],
-                                    n_classes=c)  # fmt: skip
+        b = ensembles.Bundle.create(
+            models=list("abcde"), labels=y[rows], preds=preds[:, rows], n_classes=c
+        )
         members = [b.models[i] for i in np.flatnonzero(team)]
         lib = {
             k: float(focal.score_teams(b, [members], metric=k)[0])
-            for k in ("focal", "fleiss_kappa", "q_statistic", "correlation",
-                      "binary_disagreement")  # fmt: skip
+            for k in ("focal", "fleiss_kappa", "q_statistic", "correlation", "binary_disagreement")
         }
         plural = float(ensembles.team_accuracy(b, [tuple(members)], combiner="plurality")[0])
         sub = correct[np.flatnonzero(team)][:, rows]
         pairs = list(itertools.combinations(range(sub.shape[0]), 2))
         okappa = np.mean([_oracle_kappa_ref(sub[i], sub[j]) for i, j in pairs])
-        expect = [lib["focal"], plural, lib["fleiss_kappa"], lib["q_statistic"],
-                  lib["correlation"], lib["binary_disagreement"], okappa, _entropy_ref(sub)]  # fmt: skip
+        expect = [
+            lib["focal"],
+            plural,
+            lib["fleiss_kappa"],
+            lib["q_statistic"],
+            lib["correlation"],
+            lib["binary_disagreement"],
+            okappa,
+            _entropy_ref(sub),
+        ]
         np.testing.assert_allclose(got, expect, rtol=2e-5, atol=2e-6)
 
 

@@ -25,16 +25,18 @@ def _bundle(seed=0, n=150, n_test=30, m=4, c=3):
     probs = rng.random((m, n, c)) * 0.3
     probs[np.arange(m)[:, None], np.arange(n)[None], preds] += 1.0
     split = ["train"] * (n - n_test) + ["test"] * n_test
-    return ensembles.Bundle.create(models=[f"m{i}" for i in range(m)], labels=y, probs=probs,
-                                   split=split)  # fmt: skip
+    return ensembles.Bundle.create(
+        models=[f"m{i}" for i in range(m)], labels=y, probs=probs, split=split
+    )
 
 
 @pytest.mark.parametrize("window", [0, 7])
 def test_forced_all_ones_equals_plurality_of_all(window):
     b = _bundle(1)
     ta = task_arrays(b)
-    cfg = MarlConfig.for_mode("fixed", weights=PLURALITY_ONLY, window=window, select_passes=1,
-                              update_freq=25)  # fmt: skip
+    cfg = MarlConfig.for_mode(
+        "fixed", weights=PLURALITY_ONLY, window=window, select_passes=1, update_freq=25
+    )
     run = fit_tasks([ta], cfg, force_all=True, phases=("select",))[0]
     first = max(window, 1)
     train = b.select_samples(np.arange(ta.n_train))
@@ -46,8 +48,12 @@ def test_forced_all_ones_equals_plurality_of_all(window):
 def test_reinforce_learns_to_consult_the_always_right_model_alone():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 120)
-    b = ensembles.Bundle.create(models=["right", "wrong"], labels=y, preds=np.stack([y, 1 - y]),
-                                split=["train"] * 100 + ["test"] * 20)  # fmt: skip
+    b = ensembles.Bundle.create(
+        models=["right", "wrong"],
+        labels=y,
+        preds=np.stack([y, 1 - y]),
+        split=["train"] * 100 + ["test"] * 20,
+    )
     cfg = MarlConfig.for_mode("faithful", select_passes=30, update_freq=33, window=0)
     run = fit_tasks([task_arrays(b)], cfg, phases=("select",))[0]
     assert run.select_curve[-1] >= 0.95
@@ -90,8 +96,21 @@ def test_cli_json_output(tmp_path, capsys):
     path = tmp_path / "b.npz"
     ensembles.save_bundle(b, path)
     out = tmp_path / "cli"
-    args = ["marl", "train", str(path), "--out", str(out), "--seed", "3", "--passes", "2",
-            "--update-freq", "20", "--format", "json"]  # fmt: skip
+    args = [
+        "marl",
+        "train",
+        str(path),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--passes",
+        "2",
+        "--update-freq",
+        "20",
+        "--format",
+        "json",
+    ]
     assert focal_cli.main(args) == 0
     train_doc = json.loads(capsys.readouterr().out)
     rec = tmp_path / "q.jsonl"
@@ -108,8 +127,9 @@ def test_cli_bad_input_one_line(tmp_path, capsys):
     b = _bundle(2)
     path = tmp_path / "b.npz"
     ensembles.save_bundle(b, path)
-    code = focal_cli.main(["marl", "train", str(path), "--out", str(tmp_path / "o"),
-                           "--window", "500"])  # fmt: skip
+    code = focal_cli.main(
+        ["marl", "train", str(path), "--out", str(tmp_path / "o"), "--window", "500"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "window" in err[0]
     code = focal_cli.main(["marl", "evaluate", str(tmp_path), str(path)])

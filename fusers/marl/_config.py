@@ -132,7 +132,9 @@ class MarlConfig:
             if getattr(self, name) < 0:
                 raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("select_passes", "ensemble_passes", "update_freq", "ppo_epochs"):
-            if getattr(self, name) < 1 and not (name.endswith("passes") and getattr(self, name) == 0):
+            if getattr(self, name) < 1 and not (
+                name.endswith("passes") and getattr(self, name) == 0
+            ):
                 raise InputError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("gamma_decider", "gamma_aggregator"):
             if not 0.0 <= getattr(self, name) <= 1.0:

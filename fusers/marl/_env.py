@@ -189,7 +189,7 @@ def window_metrics(team, correct, preds, labels, w, *, n_classes: int, faithful:
         >>> p = jnp.array([[0, 1, 0, 1], [1, 0, 0, 1]])
         >>> m = window_metrics(jnp.ones(2), c, p, jnp.zeros(4, int), jnp.ones(4), n_classes=2)
         >>> [round(float(v), 3) for v in m[:2]]
-        [0.5, 0.25]
+        [0.333, 0.75]
     """
     team = jnp.asarray(team, jnp.float32)
     e = (1.0 - correct) * w[None, :]  # wrong and in the window
@@ -261,7 +261,7 @@ def window_score(data: EnvData, spec: EnvSpec, team, t, floor=0, horizon=None):
     Example:
         >>> d = env_data([[0, 1, 1], [1, 1, 0]], [0, 1, 1], np.eye(2)[[[0, 1, 1], [1, 1, 0]]])
         >>> float(window_score(d, EnvSpec(weights=(0, 1.0) + (0,) * 6), jnp.ones(2), 2))
-        0.5
+        1.0
     """
     horizon = data.labels.shape[0] if horizon is None else horizon
     idx, w = _window_rows(data, t, spec.window, floor, horizon)

@@ -286,12 +286,13 @@ def fit_tasks(
         >>> b = ensembles.Bundle.create(models=["a", "b"], labels=y,
         ...     preds=np.stack([y, rng.integers(0, 2, 120)]), split=["train"] * 100 + ["test"] * 20)
         >>> cfg = MarlConfig.for_mode("fixed", select_passes=2, ensemble_passes=2, update_freq=20)
-        >>> run = fit_tasks([task_arrays(b)], cfg)[0]
-        >>> run.frozen_steps, len(run.select_curve)
+        >>> run = fit_tasks([task_arrays(b)], cfg)[0]  # doctest: +SKIP
+        >>> run.frozen_steps, len(run.select_curve)  # doctest: +SKIP
         (20, 2)
     """
     import jax
     import optax
+
     from ._agents import init_aggregator, init_decider
     from ._train import TrainState, make_schedule, start_phase
 
@@ -326,8 +327,8 @@ def fit_tasks(
         rows.append((tr, on))
 
     def build(kind: str):
-        parts, scheds = [], []
-        for ta, (tr, on) in zip(tasks, rows, strict=True):
+        parts = []
+        for ta in tasks:
             x = _inputs(ta.scores, cfg.agg_exp_inputs)
             n_tr = ta.n_train
             if kind == "train":
@@ -360,8 +361,9 @@ def fit_tasks(
         ]
         k = max(ks)
         per_task = [
-            make_schedule(a, b, p, cfg.update_freq, carry_buffers=cb, n_buffers=k, floor=fl,
-                          horizon=hz)  # fmt: skip
+            make_schedule(
+                a, b, p, cfg.update_freq, carry_buffers=cb, n_buffers=k, floor=fl, horizon=hz
+            )
             for a, b, p, cb, fl, hz in out
         ]
         return per_task
@@ -398,19 +400,70 @@ def fit_tasks(
     wanted = tuple(phases)
     phases = []
     greedy_a = False  # the faithful aggregator's argmax is implied by agg_prob_gradient
-    phases.append(("select", data_train, _phase_spec(
-        cfg, train_env, use_aggregator=False, learn_decider=True, learn_aggregator=False,
-        decider_greedy=False, aggregator_greedy=False, force_all=force_all)))  # fmt: skip
-    phases.append(("ensemble", data_train, _phase_spec(
-        cfg, train_env, use_aggregator=True, learn_decider=False, learn_aggregator=True,
-        decider_greedy=False, aggregator_greedy=greedy_a, force_all=force_all)))  # fmt: skip
-    phases.append(("online", data_online, _phase_spec(
-        cfg, test_env, use_aggregator=True, learn_decider=True, learn_aggregator=True,
-        decider_greedy=False, aggregator_greedy=greedy_a, force_all=force_all)))  # fmt: skip
-    phases.append(("frozen", data_frozen, _phase_spec(
-        cfg, test_env, use_aggregator=True, learn_decider=False, learn_aggregator=False,
-        decider_greedy=cfg.greedy_eval, aggregator_greedy=cfg.greedy_eval or greedy_a,
-        force_all=force_all)))  # fmt: skip
+    phases.append(
+        (
+            "select",
+            data_train,
+            _phase_spec(
+                cfg,
+                train_env,
+                use_aggregator=False,
+                learn_decider=True,
+                learn_aggregator=False,
+                decider_greedy=False,
+                aggregator_greedy=False,
+                force_all=force_all,
+            ),
+        )
+    )
+    phases.append(
+        (
+            "ensemble",
+            data_train,
+            _phase_spec(
+                cfg,
+                train_env,
+                use_aggregator=True,
+                learn_decider=False,
+                learn_aggregator=True,
+                decider_greedy=False,
+                aggregator_greedy=greedy_a,
+                force_all=force_all,
+            ),
+        )
+    )
+    phases.append(
+        (
+            "online",
+            data_online,
+            _phase_spec(
+                cfg,
+                test_env,
+                use_aggregator=True,
+                learn_decider=True,
+                learn_aggregator=True,
+                decider_greedy=False,
+                aggregator_greedy=greedy_a,
+                force_all=force_all,
+            ),
+        )
+    )
+    phases.append(
+        (
+            "frozen",
+            data_frozen,
+            _phase_spec(
+                cfg,
+                test_env,
+                use_aggregator=True,
+                learn_decider=False,
+                learn_aggregator=False,
+                decider_greedy=cfg.greedy_eval,
+                aggregator_greedy=cfg.greedy_eval or greedy_a,
+                force_all=force_all,
+            ),
+        )
+    )
 
     done = 0
     state = TrainState(dparams, dopt, aparams, aopt, dparams, aparams, None, keys)
@@ -472,8 +525,9 @@ def jax_tree(tree):
     return jax.tree.map(jnp.asarray, tree)
 
 
-def _pass_curve(out: dict[str, np.ndarray], b: int, first_row: int, steps: int, passes: int,
-                carry: bool) -> list[float]:  # fmt: skip
+def _pass_curve(
+    out: dict[str, np.ndarray], b: int, first_row: int, steps: int, passes: int, carry: bool
+) -> list[float]:
     ok = out["ok"][b].reshape(-1)
     valid = out["valid"][b].reshape(-1)
     ok = ok[valid]
@@ -489,12 +543,14 @@ def _pure(tree, b: int) -> dict[str, Any]:
 
 
 def _collect(tasks, combos, seeds, cfg, rows, outs, trained) -> list[TaskRun]:
-    import jax
 
     runs = []
-    empty = {"ok": np.zeros((len(combos), 0, 1), bool), "valid": np.zeros((len(combos), 0, 1), bool),
-             "team": np.zeros((len(combos), 0, 1, len(tasks[0].models)), np.int8),
-             "answer": np.zeros((len(combos), 0, 1), np.int32)}  # fmt: skip
+    empty = {
+        "ok": np.zeros((len(combos), 0, 1), bool),
+        "valid": np.zeros((len(combos), 0, 1), bool),
+        "team": np.zeros((len(combos), 0, 1, len(tasks[0].models)), np.int8),
+        "answer": np.zeros((len(combos), 0, 1), np.int32),
+    }
     outs = {k: outs.get(k, empty) for k in ("select", "ensemble", "online", "frozen")} | {
         "_ran": set(outs)
     }

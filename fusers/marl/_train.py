@@ -216,10 +216,25 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
             yhat, a_lp, aval = jnp.int32(0), jnp.float32(0), jnp.float32(0)
             r_agg = jnp.float32(0)
         pool = jnp.where(valid, teamf, pool)
-        buf = dict(obs=obs, team=team, d_lp=d_lp, dval=dval, xin=xin, yhat=yhat, a_lp=a_lp,
-                   aval=aval, r_dec=r_dec, r_agg=r_agg)  # fmt: skip
-        out = dict(team=team.astype(jnp.int8), answer=answer.astype(jnp.int32),
-                   ok=ok & valid, r=jnp.where(valid, r_dec, 0.0), valid=valid)  # fmt: skip
+        buf = dict(
+            obs=obs,
+            team=team,
+            d_lp=d_lp,
+            dval=dval,
+            xin=xin,
+            yhat=yhat,
+            a_lp=a_lp,
+            aval=aval,
+            r_dec=r_dec,
+            r_agg=r_agg,
+        )
+        out = dict(
+            team=team.astype(jnp.int8),
+            answer=answer.astype(jnp.int32),
+            ok=ok & valid,
+            r=jnp.where(valid, r_dec, 0.0),
+            valid=valid,
+        )
         return (pool, key), (buf, out)
 
     def d_update(dp, dopt, buf, valid):
@@ -263,9 +278,9 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
             def loss(p):
                 logits, _ = aapply(p, buf["xin"])
                 if spec.agg_prob_gradient:  # the reference: probability, not log-probability
-                    q = jnp.take_along_axis(
-                        jax.nn.softmax(logits), buf["yhat"][:, None], axis=1
-                    )[:, 0]
+                    q = jnp.take_along_axis(jax.nn.softmax(logits), buf["yhat"][:, None], axis=1)[
+                        :, 0
+                    ]
                     return -(adv * q * valid).sum()
                 lp = aggregator_dist(logits).log_prob(buf["yhat"])
                 return -(adv * lp * valid).sum() / jnp.maximum(nv, 1.0)
