@@ -59,6 +59,10 @@ class EnvData(NamedTuple):
         labels: ``(n,)`` int32 gold class (``-1`` on padding rows).
         inputs: ``(M, n, C)`` float32 aggregator inputs per member.
         class_mask: ``(C,)`` bool, the classes the task really has (padding excluded).
+
+    Example:
+        >>> env_data([[0, 1], [1, 1]], [0, 1], np.ones((2, 2, 2))).class_mask.tolist()
+        [True, True]
     """
 
     preds: Any
@@ -78,6 +82,10 @@ class EnvSpec(NamedTuple):
         sentinel: ``F`` for teams of fewer than two members.
         faithful_metrics: the reference's metric code (GD = 1 for members never wrong, pair
             statistics without guards, NaN total → 0) instead of the library definitions.
+
+    Example:
+        >>> EnvSpec(window=50).window, EnvSpec().weights[:2]
+        (50, (0.5, 0.5))
     """
 
     window: int = 0

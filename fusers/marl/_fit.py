@@ -39,6 +39,13 @@ class TaskArrays:
         n_train: rows ``[0, n_train)`` are training rows, the rest are test rows.
         models: model names.
         row_ids: the bundle row index of each row (for inference records).
+
+    Example:
+        >>> import ensembles
+        >>> b = ensembles.Bundle.create(models=["a", "b"], labels=[0, 1, 1],
+        ...     preds=[[0, 1, 0], [1, 1, 1]], split=["test", "train", "train"])
+        >>> task_arrays(b).row_ids.tolist()
+        [1, 2, 0]
     """
 
     name: str
@@ -143,6 +150,12 @@ class TaskRun:
         frozen_correct: ``(steps,)`` whether it was right.
         frozen_rows: ``(steps,)`` bundle row index of each test row.
         params: ``{"decider": ..., "aggregator": ...}`` pure dicts of the trained parameters.
+
+    Example:
+        >>> run = TaskRun("t", 0, [], [], 0.5, 2, 0.5, 2, np.array([[1, 0], [1, 1]]),
+        ...               np.zeros(2), np.zeros(2), np.zeros(2), {})
+        >>> run.mean_consulted
+        1.5
     """
 
     task: str

@@ -65,6 +65,10 @@ class RouterRun:
         best_single: the model with the best mean training quality, and its test quality.
         oracle: mean over test rows of the best quality any model reaches.
         choices: ``(n_test,)`` model chosen per test row (frozen).
+
+    Example:
+        >>> RouterRun(0, [0.5], 0.9, 0.8, (1, 0.9), 1.0, np.array([1, 1])).best_single
+        (1, 0.9)
     """
 
     seed: int
