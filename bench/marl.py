@@ -38,6 +38,8 @@ DATA = Path(os.environ.get("FOCAL_DATA_DIR", Path(__file__).resolve().parents[2]
 BBH = DATA / "bbh_5llm_marl_focal.npz"
 MMLU = DATA / "mmlu_pro_29llm.npz"
 ALPACA = DATA / "alignment" / "alpaca_eval1_wins.npz"
+#: Extra settings of the fixed mode (``--fixed-agg-lr``: the aggregator learning-rate ablation).
+FIXED_EXTRA: dict[str, Any] = {}
 BBH_SETTINGS = dict(alpha=0.6, weights=(0.5, 0.5, 0, 0, 0, 0, 0, 0), window=0)
 
 
@@ -225,7 +227,11 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
         }
         for mode in ("faithful", "fixed"):
             cfg = MarlConfig.for_mode(
-                mode, select_passes=passes, ensemble_passes=passes, **BBH_SETTINGS
+                mode,
+                select_passes=passes,
+                ensemble_passes=passes,
+                **BBH_SETTINGS,
+                **(FIXED_EXTRA if mode == "fixed" else {}),
             )
             t0 = time.perf_counter()
             runs = fit_tasks(tas, cfg, seeds=seeds)
@@ -263,11 +269,17 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
             )
 
 
-def mmlu(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> None:
+def mmlu(
+    out: dict[str, Any],
+    seeds: list[int],
+    passes: int,
+    pool: int = 10,
+    modes: tuple[str, ...] = ("faithful", "fixed"),
+) -> None:
     b = ensembles.load_bundle(MMLU)
     res: dict[str, Any] = {}
     runs_all = {}
-    for mode in ("faithful", "fixed"):
+    for mode in modes:
         runs_all[mode] = []
     base = []
     for seed in seeds:
@@ -277,12 +289,17 @@ def mmlu(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> 
         bp = bs.select_models(sorted(top.tolist()))
         ta = task_arrays(bp, name="mmlu_pro")
         base.append(_baselines([ta]))
-        for mode in ("faithful", "fixed"):
+        for mode in modes:
             cfg = MarlConfig.for_mode(
-                mode, select_passes=passes, ensemble_passes=passes, window=500, gamma_aggregator=0.8
+                mode,
+                select_passes=passes,
+                ensemble_passes=passes,
+                window=500,
+                gamma_aggregator=0.8,
+                **(FIXED_EXTRA if mode == "fixed" else {}),
             )
             runs_all[mode] += fit_tasks([ta], cfg, seeds=[seed])
-    for mode in ("faithful", "fixed"):
+    for mode in modes:
         res[mode] = _summary(runs_all[mode], {"mmlu_pro"})
     res["baselines"] = {k: float(np.mean([x[k] for x in base])) for k in base[0]}
     out["mmlu_pro"] = res
@@ -291,7 +308,7 @@ def mmlu(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> 
         f"per seed, {len(seeds)} seeds, window 500, {passes}+{passes} passes)\n"
     )
     print("| method | frozen test | online test | models/query |\n|---|---|---|---|")
-    for mode in ("faithful", "fixed"):
+    for mode in modes:
         s = res[mode]
         print(
             f"| MARL-Focal {mode} | {100 * s['frozen_accuracy']['mean']:.2f} ± "
@@ -385,8 +402,12 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="speed,bbh,mmlu,alpaca")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--passes", type=int, default=15)
+    ap.add_argument("--modes", default="faithful,fixed", help="MMLU-Pro modes to run")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "marl.json"))
+    ap.add_argument("--fixed-agg-lr", type=float, help="fixed mode's aggregator Adam rate")
     args = ap.parse_args(argv)
+    if args.fixed_agg_lr is not None:
+        FIXED_EXTRA["lr_aggregator"] = args.fixed_agg_lr
     only = set(args.only.split(","))
     seeds = list(range(args.seeds))
     out: dict[str, Any] = {"seeds": seeds, "passes": args.passes}
@@ -395,7 +416,7 @@ def main(argv=None) -> int:
     if "bbh" in only and BBH.is_file():
         bbh(out, seeds, args.passes)
     if "mmlu" in only and MMLU.is_file():
-        mmlu(out, seeds, args.passes)
+        mmlu(out, seeds, args.passes, modes=tuple(args.modes.split(",")))
     if "alpaca" in only and ALPACA.is_file():
         alpaca(out, seeds)
     path = Path(args.out)

@@ -51,9 +51,6 @@ class MarlConfig:
         greedy_eval: fixed takes the most likely team and answer when evaluating frozen; faithful
             samples the team as during training.
         accuracy_minus_one: faithful test accuracy divides by ``steps - 1``; fixed by ``steps``.
-        lr_aggregator: faithful 1e-3; fixed 1e-2: with about 30 updates per phase on a small
-            task, Adam 1e-3 does not even learn to copy a model that is always right (synthetic
-            check in ``docs/marl.md``), the aggregator then answers a constant class.
         sentinel: the state's window score for teams of fewer than two members: faithful
             ``-99`` (saturates the decider's first layer: on a two-model toy with Adam 1e-2 the
             decider then never leaves the all-ones team), fixed ``-1`` (below any window score
@@ -79,7 +76,7 @@ class MarlConfig:
     gamma_decider: float = 0.99
     gamma_aggregator: float = 0.5
     lr_decider: float = 1e-3
-    lr_aggregator: float = 1e-2
+    lr_aggregator: float = 1e-3
     clip: float = 0.2
     update_freq: int = 100
     test_window: int = 0
@@ -116,7 +113,6 @@ class MarlConfig:
                 greedy_eval=False,
                 accuracy_minus_one=True,
                 sentinel=-99.0,
-                lr_aggregator=1e-3,
             )
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
