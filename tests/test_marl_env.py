@@ -179,3 +179,26 @@ def test_router_learns_the_best_model_and_reads_no_test_judgment_frozen():
     q2[1:, 160:] = 1.0 - q2[1:, 160:]
     runs2 = fit_router(q2, np.arange(160), np.arange(160, 200), passes=25, seeds=[0, 1])
     assert [r.choices.tolist() for r in runs] == [r.choices.tolist() for r in runs2]
+
+
+def test_bbh_fusion_free_paths_reproduce_the_published_baselines(shared_data):
+    """task_arrays (both label modes) + plurality of the environment give RESULTS' level-A
+    BBH baselines: best single chosen on train, plurality of all 5, oracle (task means, %)."""
+    from fusers.marl._env import team_plurality
+
+    path = shared_data("bbh_5llm_marl_focal.npz")
+    tasks = ensembles.load_tasks(path)
+    plural_fn = jax.jit(jax.vmap(team_plurality, in_axes=(None, 1, None)), static_argnums=2)
+    expected = {False: (53.57, 48.63, 78.89), True: (48.58, 42.21, 76.12)}
+    for as_stored, (best_e, plural_e, oracle_e) in expected.items():
+        best, plural, oracle = [], [], []
+        for b in tasks.values():
+            ta = task_arrays(b, as_stored=as_stored)
+            n = ta.n_train
+            ok = (ta.preds == ta.labels) & (ta.preds >= 0)
+            best.append(ok[int(np.argmax(ok[:, :n].mean(axis=1))), n:].mean())
+            oracle.append(ok[:, n:].any(axis=0).mean())
+            ans = np.asarray(plural_fn(jnp.ones(5), jnp.asarray(ta.preds[:, n:]), 19))
+            plural.append((ans == ta.labels[n:]).mean())
+        got = [round(100 * float(np.mean(x)), 2) for x in (best, plural, oracle)]
+        assert got == [best_e, plural_e, oracle_e]
