@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import distrax
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+with warnings.catch_warnings():  # distrax's TFP backend warns about a deprecated JAX name
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import distrax
 
 __all__ = ["Aggregator", "Decider", "init_aggregator", "init_decider"]
 
