@@ -1,0 +1,127 @@
+"""The two MARL-Focal agents as Flax NNX policies, and their distributions (distrax)."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+with warnings.catch_warnings():  # distrax's TFP backend warns about a deprecated JAX name
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import distrax
+
+__all__ = ["Aggregator", "Decider", "init_aggregator", "init_decider"]
+
+_NEG = -1e9
+
+
+class Decider(nnx.Module):
+    """Selection agent: ``h = relu(Dense(M+2 → 128)(s))``, one 2-way softmax head per model.
+
+    The ``M`` heads are stored as one ``Dense(128 → 2M)`` (the same function as ``M`` separate
+    ``Dense(128 → 2)`` layers); a value head ``Dense(128 → 1)`` serves PPO's baseline and is
+    unused by REINFORCE.
+
+    Example:
+        >>> d = Decider(3, rngs=nnx.Rngs(0))
+        >>> logits, value = d(jnp.ones(5))
+        >>> logits.shape, value.shape
+        ((3, 2), ())
+    """
+
+    def __init__(self, n_models: int, *, hidden: int = 128, rngs: nnx.Rngs) -> None:
+        self.n_models = int(n_models)
+        self.trunk = nnx.Linear(self.n_models + 2, hidden, rngs=rngs)
+        self.heads = nnx.Linear(hidden, 2 * self.n_models, rngs=rngs)
+        self.value = nnx.Linear(hidden, 1, rngs=rngs)
+
+    def __call__(self, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Per-model logits ``(..., M, 2)`` (index 1 = consult) and the value ``(...)``."""
+        h = jax.nn.relu(self.trunk(s))
+        logits = self.heads(h).reshape(*s.shape[:-1], self.n_models, 2)
+        return logits, self.value(h)[..., 0]
+
+
+def decider_dist(logits: jax.Array) -> distrax.Categorical:
+    """The decider's policy: independent 2-way categoricals, one per model."""
+    return distrax.Categorical(logits=logits)
+
+
+class Aggregator(nnx.Module):
+    """Fusion agent: Dense(M·C → 100) → sigmoid → Dense(100 → 100) → sigmoid → Dense(100 → C).
+
+    Xavier-uniform weights, bias 0.01; classes outside ``class_mask`` get a logit of ``-1e9``
+    (padding of tasks with fewer classes). A value head ``Dense(100 → 1)`` serves PPO.
+
+    Example:
+        >>> a = Aggregator(2, 3, rngs=nnx.Rngs(0))
+        >>> logits, value = a(jnp.ones(6), jnp.array([True, True, False]))
+        >>> bool(logits[2] < -1e8), value.shape
+        (True, ())
+    """
+
+    def __init__(self, n_models: int, n_classes: int, *, hidden: int = 100, rngs: nnx.Rngs):
+        k = nnx.initializers.xavier_uniform()
+        b = nnx.initializers.constant(0.01)
+        self.l1 = nnx.Linear(n_models * n_classes, hidden, kernel_init=k, bias_init=b, rngs=rngs)
+        self.l2 = nnx.Linear(hidden, hidden, kernel_init=k, bias_init=b, rngs=rngs)
+        self.l3 = nnx.Linear(hidden, n_classes, kernel_init=k, bias_init=b, rngs=rngs)
+        self.value = nnx.Linear(hidden, 1, kernel_init=k, bias_init=b, rngs=rngs)
+
+    def __call__(self, x: jax.Array, class_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Masked class logits ``(..., C)`` and the value ``(...)``."""
+        h = jax.nn.sigmoid(self.l2(jax.nn.sigmoid(self.l1(x))))
+        logits = jnp.where(class_mask, self.l3(h), _NEG)
+        return logits, self.value(h)[..., 0]
+
+
+def aggregator_dist(logits: jax.Array) -> distrax.Categorical:
+    """The aggregator's policy over classes."""
+    return distrax.Categorical(logits=logits)
+
+
+def init_decider(key, n_models: int):
+    """``(graphdef, params)`` of a fresh decider seeded by ``key``.
+
+    Example:
+        >>> gd, p = init_decider(jax.random.key(0), 3)
+        >>> p["heads"]["kernel"].shape
+        (128, 6)
+    """
+    return nnx.split(Decider(n_models, rngs=nnx.Rngs(key)))
+
+
+def init_aggregator(key, n_models: int, n_classes: int, pad_classes: int | None = None):
+    """``(graphdef, params)`` of a fresh aggregator, zero-padded to ``pad_classes`` classes.
+
+    Weights are drawn at the true size ``n_classes`` (so Xavier scales are those of the task)
+    and then embedded in a ``pad_classes`` network whose extra inputs and outputs are zero and
+    masked: the padded network computes the same function.
+
+    Example:
+        >>> gd, p = init_aggregator(jax.random.key(0), 2, 3, pad_classes=5)
+        >>> p["l1"]["kernel"].shape, p["l3"]["kernel"].shape
+        ((10, 100), (100, 5))
+    """
+    pad = n_classes if pad_classes is None else int(pad_classes)
+    _, small = nnx.split(Aggregator(n_models, n_classes, rngs=nnx.Rngs(key)))
+    gd, big = nnx.split(Aggregator(n_models, pad, rngs=nnx.Rngs(0)))
+    if pad == n_classes:
+        return gd, small
+    s = nnx.to_pure_dict(small)
+    b = nnx.to_pure_dict(big)
+    k1 = np.zeros((n_models, pad, b["l1"]["kernel"].shape[1]), np.float32)
+    k1[:, :n_classes] = np.asarray(s["l1"]["kernel"]).reshape(n_models, n_classes, -1)
+    b["l1"]["kernel"] = jnp.asarray(k1.reshape(n_models * pad, -1))
+    k3 = np.zeros((b["l3"]["kernel"].shape[0], pad), np.float32)
+    k3[:, :n_classes] = np.asarray(s["l3"]["kernel"])
+    b3 = np.zeros(pad, np.float32)
+    b3[:n_classes] = np.asarray(s["l3"]["bias"])
+    b["l1"]["bias"], b["l2"] = s["l1"]["bias"], s["l2"]
+    b["l3"] = {"kernel": jnp.asarray(k3), "bias": jnp.asarray(b3)}
+    b["value"] = s["value"]
+    nnx.replace_by_pure_dict(big, b)
+    return gd, big
