@@ -373,6 +373,18 @@ def recommend(
 
     Returns:
         A :class:`Recommendation`.
+
+    Example:
+        >>> import numpy as np, ensembles
+        >>> rng = np.random.default_rng(1)
+        >>> y = rng.integers(0, 3, 900)
+        >>> strong = np.where(rng.random(900) < 0.9, y, (y + 1) % 3)
+        >>> weak = np.where(rng.random((2, 900)) < 0.5, y, (y + 2) % 3)
+        >>> b = ensembles.Bundle.create(models=["strong", "w1", "w2"], labels=y,
+        ...                             preds=np.vstack([strong, weak]))
+        >>> rec = recommend(b, combiners=("plurality",))
+        >>> rec.kind, rec.team.members
+        ('single_model', ('strong',))
     """
     start = time.perf_counter()
     _check(bundle, folds, alpha, combiners)
