@@ -32,11 +32,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two runs with the same seed and cache folder: the first fits, the second reuses."""
     cache = tmp_path_factory.mktemp("cache")
     logs1: list[str] = []
-    doc1 = run_demo(seed=0, top_k=TOP_K, sizes=SIZES, cache_dir=cache, log=logs1.append)
-    bundle_path = Path(doc1["cache"]["bundle"])
-    mtime = bundle_path.stat().st_mtime_ns
-    logs2: list[str] = []
-    doc2 = run_demo(seed=0, top_k=TOP_K, sizes=SIZES, cache_dir=cache, log=logs2.append)
+    here = os.getcwd()
+    os.chdir(cache)  # the default plot goes to the current folder
+    try:
+        doc1 = run_demo(seed=0, top_k=TOP_K, sizes=SIZES, cache_dir=cache, log=logs1.append)
+        bundle_path = Path(doc1["cache"]["bundle"])
+        mtime = bundle_path.stat().st_mtime_ns
+        logs2: list[str] = []
+        doc2 = run_demo(seed=0, top_k=TOP_K, sizes=SIZES, cache_dir=cache, log=logs2.append)
+    finally:
+        os.chdir(here)
     return {
         "cache": cache,
         "doc1": doc1,
@@ -187,7 +192,7 @@ def test_json_ready_and_plot(demo: dict[str, Any]) -> None:
     text = json.dumps(doc, allow_nan=False)
     assert json.loads(text) == doc
     plot = Path(doc["plot"])
-    assert plot == cache_root(demo["cache"]) / "demo_teams_seed0.png"
+    assert plot == Path(demo["cache"]) / "focal_demo_teams_seed0.png"  # the current folder
     assert plot.read_bytes()[:8] == PNG_MAGIC
     assert not [p for p in plot.parent.iterdir() if p.name.endswith(".tmp")]
 
@@ -231,6 +236,7 @@ def test_cli_json(
     demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", os.fspath(demo["cache"]))
+    monkeypatch.chdir(demo["cache"])
     rc = main(["demo", "--format", "json", "--sizes", SIZES, "--top-k", str(TOP_K)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -239,7 +245,7 @@ def test_cli_json(
     assert "using cached pool" in captured.err and "fitting" not in captured.err
     assert _rec_members(doc) == _rec_members(demo["doc1"])
     assert Path(doc["plot"]).read_bytes()[:8] == PNG_MAGIC
-    assert Path(doc["plot"]).parent == Path(demo["cache"]) / "focal-fusion"
+    assert Path(doc["plot"]).parent == Path(demo["cache"])
 
 
 def test_cli_table_and_no_plot(
