@@ -115,8 +115,8 @@ def write_json_atomic(path: str | os.PathLike[str], doc: Any, *, indent: int | N
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
-        >>> write_json_atomic(p, {"x": float("nan")}, indent=None).read_text()
-        '{"x": null}\n'
+        >>> write_json_atomic(p, {"x": float("nan")}, indent=None).read_text().strip()
+        '{"x": null}'
     """
     import json
 

@@ -257,6 +257,7 @@ def hq_select(
         Wu & Liu, "Boosting Deep Ensemble Performance with Hierarchical Pruning", ICDM 2021.
 
     Example:
+        >>> import ensembles
         >>> b = ensembles.Bundle.create(models=["a", "b", "c", "d", "e"], labels=[0] * 8,
         ...     preds=[[1, 1, 0, 0, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0, 0, 1],
         ...            [0, 0, 1, 1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 1, 0, 0],
@@ -352,6 +353,7 @@ def hq_search(
         number of candidates and the HQ run itself (``params["hq"]``, an :class:`HQResult`).
 
     Example:
+        >>> import ensembles
         >>> b = ensembles.Bundle.create(models=["a", "b", "c", "d", "e"], labels=[0] * 8,
         ...     preds=[[1, 1, 0, 0, 0, 0, 1, 0], [0, 1, 1, 0, 0, 0, 0, 1],
         ...            [0, 0, 1, 1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 1, 0, 0],

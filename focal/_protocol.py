@@ -67,8 +67,8 @@ def report_teams(select: Bundle, report: Bundle, masks: Any) -> tuple[dict[str, 
 
     Example:
         >>> b = ensembles.Bundle.create(models=["a", "b"], labels=[0, 1], preds=[[0, 1], [0, 0]])
-        >>> report_teams(b, b, [[True, True]])
-        ({'report_accuracy': 1.0, 'report_soft_accuracy': None},)
+        >>> report_teams(b, b, [[True, True]])  # a 1-1 tie goes to class 0: one right of two
+        ({'report_accuracy': 0.5, 'report_soft_accuracy': None},)
     """
     masks = np.asarray(masks, dtype=bool).reshape(-1, select.n_models)
     if select.models != report.models:

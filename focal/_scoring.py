@@ -78,8 +78,8 @@ def vote_accuracy(bundle: Bundle, masks: Any, combiner: str = "plurality") -> np
     Example:
         >>> import ensembles
         >>> b = ensembles.Bundle.create(models=["a", "b"], labels=[0, 1], preds=[[0, 1], [0, 0]])
-        >>> vote_accuracy(b, [[True, True]]).tolist()
-        [1.0]
+        >>> vote_accuracy(b, [[True, True]]).tolist()  # the 1-1 tie goes to class 0
+        [0.5]
     """
     masks = np.asarray(masks, dtype=bool).reshape(-1, bundle.n_models)
     if bundle.is_open_ended:

@@ -346,7 +346,7 @@ def exhaustive_objective(
         ...                             preds=[[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0]])
         >>> res = exhaustive_objective(b, sizes=(2, 3), top_k=2)
         >>> [(t.members, round(t.fitness, 3)) for t in res.teams]
-        [(('a', 'b'), 1.0), (('a', 'b', 'c'), 0.556)]
+        [(('a', 'b'), 1.0), (('a', 'c'), 0.667)]
     """
     start = time.perf_counter()
     obj, size_tuple = _resolve(bundle, objective, sizes)

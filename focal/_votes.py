@@ -473,10 +473,10 @@ def team_vote_accuracies(
         InputError: no labels, unknown combiner, bad sizes, weights or budget.
 
     Example:
-        >>> import ensembles, focal
+        >>> import ensembles, focal.search
         >>> b = ensembles.Bundle.create(models=["a", "b", "c"], labels=[0, 1, 2, 0],
         ...                             preds=[[0, 1, 2, 1], [0, 2, -1, 1], [1, 1, 0, 0]])
-        >>> masks, acc = focal.team_vote_accuracies(b, sizes=(2, 3))
+        >>> masks, acc = focal.search.team_vote_accuracies(b, sizes=(2, 3))
         >>> masks.astype(int).tolist(), acc.tolist()
         ([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], [0.75, 0.75, 0.75, 0.5])
     """

@@ -92,15 +92,6 @@ def register(subparsers: Any) -> None:
 
     Args:
         subparsers: the object returned by ``parser.add_subparsers(...)`` of ``focal``.
-
-    Example:
-        >>> import argparse
-        >>> parser = argparse.ArgumentParser(prog="focal")
-        >>> add_parsers(parser.add_subparsers(dest="command"))
-        >>> args = parser.parse_args(["fuse", "train", "b.npz", "--method", "stacking",
-        ...                           "--out", "d"])
-        >>> args.command, args.fuse_command, args.method
-        ('fuse', 'train', 'stacking')
     """
     fuse = subparsers.add_parser(
         "fuse",
@@ -338,14 +329,7 @@ def _check_seed(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_fuse(args: argparse.Namespace) -> int:
-    """Run ``focal fuse ACTION``; returns the exit status.
-
-    Example:
-        >>> cmd_fuse(argparse.Namespace(fuse_command=None))
-        Traceback (most recent call last):
-        ...
-        ValueError: fuse: missing action (train, predict or evaluate); try 'focal fuse --help'
-    """
+    """Run ``focal fuse ACTION``; returns the exit status."""
     action = getattr(args, "fuse_command", None)
     if action == "train":
         return _fuse_train(args)
