@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._bundle import Bundle, BundleError
-from .util import InputError
+from .util import InputError, check_vote_weights
 
 __all__ = ["COMBINERS", "combine", "team_accuracy"]
 
@@ -286,28 +286,9 @@ def _team_masks(bundle: Bundle, teams: Any) -> np.ndarray:
 
 
 def _check_weights(bundle: Bundle, weights: Any, combiner: str, masks: np.ndarray) -> np.ndarray:
-    m = bundle.n_models
-    if not combiner.startswith("weighted_"):
-        if weights is not None:
-            raise InputError(
-                f"weights: the {combiner!r} combiner takes no weights; "
-                f"use 'weighted_plurality' or 'weighted_soft'"
-            )
-        return np.ones(m)
-    if weights is None:
-        raise InputError(f"weights: the {combiner!r} combiner needs per-model weights")
-    w = np.asarray(weights)
-    if w.dtype.kind not in "iuf" or w.dtype.kind == "b":
-        raise InputError(f"weights: must be numbers, got dtype {w.dtype}")
-    w = w.astype(np.float64)
-    if w.shape != (m,):
-        raise InputError(f"weights: shape {w.shape} != (n_models={m},)")
-    if not np.isfinite(w).all():
-        raise InputError("weights: contains NaN or inf")
-    if (w < 0).any():
-        raise InputError(f"weights: must be >= 0, got {w[w < 0][0]:g}")
-    if not (w > 0).any():
-        raise InputError("weights: all weights are zero")
+    w = check_vote_weights(weights, bundle.n_models, combiner)
+    if w is None:
+        return np.ones(bundle.n_models)
     dead = np.flatnonzero(~(masks & (w > 0)[None, :]).any(axis=1))
     if dead.size:
         raise InputError(f"weights: every member of team {int(dead[0])} has weight zero")

@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "InputError",
+    "check_vote_weights",
     "check_writable",
     "check_writable_dir",
     "jsonable",
@@ -121,6 +122,42 @@ def write_json_atomic(path: str | os.PathLike[str], doc: Any, *, indent: int | N
     import json
 
     return write_text_atomic(path, json.dumps(jsonable(doc), allow_nan=False, indent=indent) + "\n")
+
+
+def check_vote_weights(weights: Any, n_models: int, combiner: str) -> np.ndarray | None:
+    """Validate per-model vote weights for ``combiner``; ``None`` for unweighted combiners.
+
+    Weights are for the ``weighted_*`` combiners only: finite, non-negative numbers of shape
+    ``(n_models,)``, not all zero. Every problem is one :class:`InputError` line.
+
+    Example:
+        >>> check_vote_weights([1, 0, 2], 3, "weighted_plurality").tolist()
+        [1.0, 0.0, 2.0]
+        >>> check_vote_weights(None, 3, "plurality") is None
+        True
+    """
+    if not combiner.startswith("weighted_"):
+        if weights is not None:
+            raise InputError(
+                f"weights: the {combiner!r} combiner takes no weights; "
+                "use 'weighted_plurality' or 'weighted_soft'"
+            )
+        return None
+    if weights is None:
+        raise InputError(f"weights: the {combiner!r} combiner needs per-model weights")
+    w = np.asarray(weights)
+    if w.dtype.kind not in "iuf":
+        raise InputError(f"weights: must be numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64)
+    if w.shape != (n_models,):
+        raise InputError(f"weights: shape {w.shape} != (n_models={n_models},)")
+    if not np.isfinite(w).all():
+        raise InputError("weights: contains NaN or inf")
+    if (w < 0).any():
+        raise InputError(f"weights: must be >= 0, got {w[w < 0][0]:g}")
+    if not (w > 0).any():
+        raise InputError("weights: all weights are zero")
+    return w
 
 
 def jsonable(value: Any) -> Any:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ensembles import COMBINERS, Bundle
-from ensembles.util import InputError
+from ensembles.util import InputError, check_vote_weights
 
 from ._teams import DEFAULT_MAX_TEAMS, binomial_table, count_teams, parse_sizes, unrank_teams
 
@@ -155,29 +155,7 @@ def _check_combiner(combiner: Any, bundle: Bundle) -> str:
 
 
 def _check_weights(bundle: Bundle, weights: Any, combiner: str) -> np.ndarray | None:
-    m = bundle.n_models
-    if not combiner.startswith("weighted_"):
-        if weights is not None:
-            raise InputError(
-                f"weights: the {combiner!r} combiner takes no weights; "
-                "use 'weighted_plurality' or 'weighted_soft'"
-            )
-        return None
-    if weights is None:
-        raise InputError(f"weights: the {combiner!r} combiner needs per-model weights")
-    w = np.asarray(weights)
-    if w.dtype.kind not in "iuf":
-        raise InputError(f"weights: must be numbers, got dtype {w.dtype}")
-    w = w.astype(np.float64)
-    if w.shape != (m,):
-        raise InputError(f"weights: shape {w.shape} != (n_models={m},)")
-    if not np.isfinite(w).all():
-        raise InputError("weights: contains NaN or inf")
-    if (w < 0).any():
-        raise InputError(f"weights: must be >= 0, got {w[w < 0][0]:g}")
-    if not (w > 0).any():
-        raise InputError("weights: all weights are zero")
-    return w
+    return check_vote_weights(weights, bundle.n_models, combiner)
 
 
 def _cache(bundle: Bundle) -> dict[Any, Any]:
