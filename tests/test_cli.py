@@ -892,3 +892,29 @@ def test_real_bbh_info_lists_tasks(capsys, shared_data):
     assert sum(r["n_samples"] for r in doc["tasks"]) == 5761
     out = run_ok(capsys, ["info", path])
     assert "24 tasks" in out and "navigate" in out
+
+
+def test_closed_pipe_exits_quietly(tmp_path):
+    """``focal prune ... | head`` : the reader goes away; no 'Broken pipe', exit status 0."""
+    import subprocess
+
+    import ensembles
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 50)
+    preds = rng.integers(0, 3, (12, 50))
+    path = tmp_path / "pool.npz"
+    ensembles.save_bundle(
+        ensembles.Bundle.create(models=[f"m{i}" for i in range(12)], labels=labels, preds=preds),
+        path,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "focal_cli", "prune", str(path), "--sizes", "2-4",
+         "--top-k", "500", "--split", "all", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout.readline()  # read one line, then hang up like `head -1`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err
