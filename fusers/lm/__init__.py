@@ -51,6 +51,11 @@ from ._model import CausalLM as CausalLM
 from ._model import KVCache as KVCache
 from ._model import init_cache as init_cache
 from ._model import resize_token_embeddings as resize_token_embeddings
+from ._text import SamplingOptions as SamplingOptions
+from ._text import chat_ids as chat_ids
+from ._text import generate_text as generate_text
+from ._text import load_model as load_model
+from ._text import read_prompts as read_prompts
 from ._tokenizer import load_tokenizer as load_tokenizer
 from ._tokenizer import train_tokenizer as train_tokenizer
 from ._train import LMBatch as LMBatch
@@ -70,6 +75,7 @@ __all__ = [
     "SMOLLM2",
     "SUPPORTED_GGUF_TYPES",
     "SUPPORTED_MODEL_TYPES",
+    "SamplingOptions",
     "CausalLM",
     "DecoderConfig",
     "GenerationResult",
@@ -79,17 +85,20 @@ __all__ = [
     "LoRAParam",
     "apply_lora",
     "causal_lm_loss",
+    "chat_ids",
     "config_from_gguf",
     "eval_loss",
     "fit",
     "from_gguf",
     "from_pretrained",
     "generate",
+    "generate_text",
     "gguf_metadata",
     "gguf_state_dict",
     "init_cache",
     "load_adapters",
     "load_config",
+    "load_model",
     "load_tokenizer",
     "load_weights",
     "lora_modules",
@@ -98,6 +107,7 @@ __all__ = [
     "merge_lora",
     "pack_batches",
     "pad_batch",
+    "read_prompts",
     "resize_token_embeddings",
     "resolve_gguf",
     "restore_checkpoint",
