@@ -403,7 +403,9 @@ class DecoderConfig:
 
     def to_hf(self) -> Any:
         """The equivalent transformers configuration object (``LlamaConfig`` etc.)."""
-        import transformers
+        from ._deps import require
+
+        transformers = require("transformers")
 
         cls = {
             "llama": transformers.LlamaConfig,

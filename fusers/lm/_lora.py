@@ -256,7 +256,9 @@ def save_adapters(
         >>> sorted(lora_modules(base))
         ['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_proj']
     """
-    from safetensors.numpy import save_file
+    from ._deps import require
+
+    save_file = require("safetensors.numpy").save_file
 
     from ._checkpoint import _atomic_write
 
@@ -315,7 +317,9 @@ def load_adapters(model: nnx.Module, path: str | os.PathLike, *, rngs: nnx.Rngs)
         FileNotFoundError: a file is missing.
         ValueError: not a LoRA adapter, unsupported options, or tensors that do not fit.
     """
-    from safetensors.numpy import load_file
+    from ._deps import require
+
+    load_file = require("safetensors.numpy").load_file
 
     root = Path(path)
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):

@@ -32,7 +32,9 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
             f"{root}: no tokenizer files ({', '.join(_TOKENIZER_FILES)}); pass tokenizer=False "
             "to load the model alone"
         )
-    from transformers import AutoTokenizer
+    from ._deps import require
+
+    AutoTokenizer = require("transformers").AutoTokenizer  # noqa: N806
 
     return AutoTokenizer.from_pretrained(str(root), local_files_only=True)
 
@@ -71,8 +73,11 @@ def train_tokenizer(
         >>> tok.decode(ids)
         'the cat'
     """
+    from ._deps import require
+
+    require("tokenizers")
+    PreTrainedTokenizerFast = require("transformers").PreTrainedTokenizerFast  # noqa: N806
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     special = list(special_tokens)
     for tok in (bos_token, eos_token, pad_token):
