@@ -18,7 +18,7 @@ after another with the same thread settings. Measured per batch size:
   forward and of the generation loop; torch has no compile step, its figure is warm-up only).
 
 Random token ids as prompts (speed does not depend on the text). Writes
-``bench/out/lm_gguf_speed.json``.
+``bench/out/lm_gguf_speed.json`` after each configuration.
 """
 
 from __future__ import annotations
@@ -228,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results[spec] = json.loads(line[len("RESULT ") :])
         print(f"{spec}: done in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+        _save(args, results)
+    _save(args, results)
+    print(_table(results, args.batches))
+    return 0
+
+
+def _save(args: argparse.Namespace, results: dict[str, dict]) -> None:
     doc = {
         "settings": {"batches": args.batches, "prompt": args.prompt, "new": args.new,
                      "reps": args.reps},
@@ -239,8 +246,6 @@ def main(argv: list[str] | None = None) -> int:
 
     text = json.dumps(doc, indent=2) + "\n"
     write_atomic(args.out, lambda fh: fh.write(text.encode()))
-    print(_table(results, args.batches))
-    return 0
 
 
 if __name__ == "__main__":
