@@ -108,6 +108,9 @@ def _torch_worker(dtype: str, batches: list[int], prompt: int, new: int, reps: i
     import transformers
     from transformers import AutoModelForCausalLM
 
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
     from fusers import lm
 
     path = lm.resolve_gguf("smollm2")
@@ -204,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", type=int, default=32)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--configs", nargs="+", default=[f"{f}:{d}" for f, d in CONFIGS])
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="1: both frameworks single-threaded (torch.set_num_threads(1), XLA without its "
+        "Eigen thread pool); default: each framework's own choice",
+    )  # fmt: skip
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(OUT_DIR / "lm_gguf_speed.json"))
     args = p.parse_args(argv)
@@ -220,8 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "bench.lm_gguf_speed", "--worker", spec,
                "--batches", *map(str, args.batches), "--prompt", str(args.prompt),
                "--new", str(args.new), "--reps", str(args.reps)]  # fmt: skip
+        env = dict(os.environ)
+        if args.threads == 1:
+            env["OMP_NUM_THREADS"] = "1"
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "")
+                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            ).strip()
+        elif args.threads is not None:
+            env["OMP_NUM_THREADS"] = str(args.threads)
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{spec}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -237,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 def _save(args: argparse.Namespace, results: dict[str, dict]) -> None:
     doc = {
         "settings": {"batches": args.batches, "prompt": args.prompt, "new": args.new,
-                     "reps": args.reps},
+                     "reps": args.reps, "threads": args.threads},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "results": results,
