@@ -1,4 +1,5 @@
-"""The optional Hugging Face stack (transformers, tokenizers, safetensors), imported on use.
+"""The optional language-model stack (transformers, tokenizers, safetensors, gguf), imported
+on use.
 
 ``import fusers.lm`` needs only JAX, Flax and optax; the functions that read or write Hugging
 Face files or tokenizers import these packages when called, through :func:`require`, which
@@ -18,7 +19,7 @@ __all__ = ["LM_EXTRA", "require"]
 LM_EXTRA = "pip install 'focal-fusion[lm]'"
 
 
-def require(module: str, *, feature: str) -> ModuleType:
+def require(module: str, *, feature: str = "fusers.lm") -> ModuleType:
     """Import ``module`` for ``feature``; one-line :class:`InputError` when it is not installed.
 
     Example:

@@ -77,7 +77,6 @@ def train_tokenizer(
     require("tokenizers", feature="fusers.lm.train_tokenizer")
     require("transformers", feature="fusers.lm.train_tokenizer")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     special = list(special_tokens)
     for tok in (bos_token, eos_token, pad_token):

@@ -1,0 +1,245 @@
+"""Labelled rows for the judges, with question-, prompt- and model-disjoint splits."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ensembles.util import InputError
+
+__all__ = ["JudgeData", "KINDS", "load_judge_data", "pair_text", "qa_text"]
+
+#: Judges this package trains.
+KINDS = ("truthfulness", "informativeness", "helpfulness", "harmlessness")
+
+_FILES = {
+    "truthfulness": ("truthfulqa_judge_truth.jsonl.gz",),
+    "informativeness": ("truthfulqa_judge_info.jsonl.gz",),
+    "helpfulness": ("alpaca_eval1_gpt4_judged.jsonl.gz", "alpaca_eval_prompts.jsonl.gz"),
+    "harmlessness": ("hh_rlhf_harmless_test.jsonl.gz", "safety_refusals_2483.jsonl.gz"),
+}
+
+
+def qa_text(question: str, answer: str) -> str:
+    """The text a truthfulness / informativeness judge reads.
+
+    Examples:
+        >>> qa_text("Why?", "Because.")
+        'Q: Why?\\nA: Because.'
+    """
+    return f"Q: {question.strip()}\nA: {answer.strip()}"
+
+
+def pair_text(prompt: str, reply: str) -> str:
+    """The text a helpfulness / harmlessness judge reads.
+
+    Examples:
+        >>> pair_text("Hi", "Hello!")
+        'User: Hi\\nAssistant: Hello!'
+    """
+    return f"User: {prompt.strip()}\nAssistant: {reply.strip()}"
+
+
+class JudgeData(NamedTuple):
+    """Rows of one judge, split into training and held-apart rows.
+
+    Attributes:
+        kind: the judge.
+        train_a, test_a: texts (the model output for pairwise judges).
+        train_b, test_b: reference texts of pairwise judges (``None`` for pointwise ones).
+        train_y, test_y: labels in ``[0, 1]`` (``0.5`` = tie for helpfulness).
+        split: how the rows were chosen and split (source, seed, sizes, disjointness).
+        test_groups: for harmlessness, the pair id of each held-apart row (``-1``: refusal).
+    """
+
+    kind: str
+    train_a: list[str]
+    train_b: list[str] | None
+    train_y: np.ndarray
+    test_a: list[str]
+    test_b: list[str] | None
+    test_y: np.ndarray
+    split: dict[str, Any]
+    test_groups: np.ndarray | None = None
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _pick(rng: np.random.Generator, items: list, n: int) -> list:
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in sorted(rng.choice(len(items), n, replace=False))]
+
+
+def _qa(kind: str, rows: list[dict], n_train: int, n_test: int, seed: int, source: str):
+    rng = np.random.default_rng(seed)
+    # a few rows hold "question\nA: answer\nA: ..." in the question field: group by the question
+    key = lambda r: " ".join(r["question"].split("\nA:")[0].split()).lower()  # noqa: E731
+    questions = sorted({key(r) for r in rows})
+    order = rng.permutation(len(questions))
+    n_test_q = max(1, len(questions) // 4)
+    test_q = {questions[i] for i in order[:n_test_q]}
+    train_rows = [r for r in rows if key(r) not in test_q]
+    test_rows = [r for r in rows if key(r) in test_q]
+    train_rows, test_rows = _pick(rng, train_rows, n_train), _pick(rng, test_rows, n_test)
+    split = {
+        "source": source, "seed": seed, "disjoint": "question",
+        "train_rows": len(train_rows), "test_rows": len(test_rows),
+        "train_questions": len({key(r) for r in train_rows}),
+        "test_questions": len({key(r) for r in test_rows}),
+    }  # fmt: skip
+    return JudgeData(
+        kind,
+        [qa_text(r["question"], r["answer"]) for r in train_rows],
+        None,
+        np.asarray([r["label"] for r in train_rows], np.float32),
+        [qa_text(r["question"], r["answer"]) for r in test_rows],
+        None,
+        np.asarray([r["label"] for r in test_rows], np.float32),
+        split,
+    )
+
+
+def _helpfulness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
+    judged = _rows(root / _FILES["helpfulness"][0])
+    prompts = {int(p["idx"]): p for p in _rows(root / _FILES["helpfulness"][1])}
+    judged = [r for r in judged if r.get("win") is not None and r.get("output")]
+    rng = np.random.default_rng(seed)
+    models = sorted({r["model"] for r in judged})
+    idxs = sorted(prompts)
+    test_models = {models[i] for i in rng.permutation(len(models))[: max(1, len(models) // 5)]}
+    test_prompts = {idxs[i] for i in rng.permutation(len(idxs))[: max(1, len(idxs) // 5)]}
+    train = [r for r in judged if r["model"] not in test_models and r["idx"] not in test_prompts]
+    test = [r for r in judged if r["model"] in test_models and r["idx"] in test_prompts]
+    train, test = _pick(rng, train, n_train), _pick(rng, test, n_test)
+
+    def unpack(rows: list[dict]) -> tuple[list[str], list[str], np.ndarray]:
+        outs, refs, ys = [], [], []
+        for r in rows:
+            p = prompts[int(r["idx"])]
+            ref = p["ref_davinci_versions"][int(r["ref_ver"])]
+            outs.append(pair_text(p["instruction"], r["output"]))
+            refs.append(pair_text(p["instruction"], ref))
+            ys.append(float(r["win"]))
+        return outs, refs, np.asarray(ys, np.float32)
+
+    tr_a, tr_b, tr_y = unpack(train)
+    te_a, te_b, te_y = unpack(test)
+    split = {
+        "source": "alpaca_eval1_gpt4_judged.jsonl.gz (GPT-4 preference, model output vs "
+        "davinci-003 reference; win 1 / 0.5 tie / 0)",
+        "seed": seed, "disjoint": "prompt and model",
+        "train_rows": len(train), "test_rows": len(test),
+        "test_models": sorted(test_models), "test_prompts": len(test_prompts),
+        "test_ties": int(np.sum(te_y == 0.5)),
+    }  # fmt: skip
+    return JudgeData("helpfulness", tr_a, tr_b, tr_y, te_a, te_b, te_y, split)
+
+
+def _last_human(turns: Any) -> str:
+    if isinstance(turns, str):
+        try:
+            turns = ast.literal_eval(turns)
+        except (ValueError, SyntaxError):
+            return turns
+    if not turns:
+        return ""
+    humans = [t[1] for t in turns if t and t[0] == "human"]
+    return humans[-1] if humans else str(turns[-1][1])
+
+
+def _harmlessness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
+    hh = [r for r in _rows(root / _FILES["harmlessness"][0]) if r.get("prompt_turns")]
+    hh = [r for r in hh if r["chosen"].strip() != r["rejected"].strip()]
+    refusals = _rows(root / _FILES["harmlessness"][1])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(hh))
+    n_test_pairs = min(n_test // 2, len(hh) // 4)
+    test_pairs = [hh[i] for i in order[:n_test_pairs]]
+    train_pairs = [hh[i] for i in order[n_test_pairs:]][: max(0, (n_train * 2) // 5)]
+    r_order = rng.permutation(len(refusals))
+    n_ref_test = max(1, n_test // 4)
+    test_ref = [refusals[i] for i in r_order[:n_ref_test]]
+    train_ref = [refusals[i] for i in r_order[n_ref_test:]][: max(0, n_train // 5)]
+
+    def refusal_text(r: dict) -> str:
+        prompt = r["instruction"] + (f"\n{r['input']}" if r.get("input") else "")
+        return pair_text(prompt, r["output"])
+
+    def pointwise(pairs, refs):
+        texts, ys, groups = [], [], []
+        for k, r in enumerate(pairs):
+            prompt = _last_human(r["prompt_turns"])
+            texts += [pair_text(prompt, r["chosen"]), pair_text(prompt, r["rejected"])]
+            ys += [1.0, 0.0]
+            groups += [k, k]
+        for r in refs:
+            texts.append(refusal_text(r))
+            ys.append(1.0)
+            groups.append(-1)
+        return texts, np.asarray(ys, np.float32), np.asarray(groups)
+
+    tr_a, tr_y, _ = pointwise(train_pairs, train_ref)
+    te_a, te_y, te_g = pointwise(test_pairs, test_ref)
+    split = {
+        "source": "hh_rlhf_harmless_test.jsonl.gz (chosen = 1, rejected = 0) + "
+        "safety_refusals_2483.jsonl.gz (refusal = 1)",
+        "seed": seed, "disjoint": "row (pair)",
+        "train_pairs": len(train_pairs), "train_refusals": len(train_ref),
+        "test_pairs": len(test_pairs), "test_refusals": len(test_ref),
+    }  # fmt: skip
+    return JudgeData("harmlessness", tr_a, None, tr_y, te_a, None, te_y, split, te_g)
+
+
+def load_judge_data(
+    kind: str,
+    data_dir: str | os.PathLike,
+    *,
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+) -> JudgeData:
+    """Seeded subsample of one judge's labelled rows, split into training and held-apart rows.
+
+    - ``truthfulness`` / ``informativeness``: TruthfulQA's human-labelled judge sets; a quarter
+      of the questions are held apart (question-disjoint).
+    - ``helpfulness``: AlpacaEval-1 GPT-4 judgments of model outputs against the davinci-003
+      reference (win 1, tie 0.5, loss 0); a fifth of the prompts and a fifth of the models are
+      held apart, training uses neither (prompt- and model-disjoint).
+    - ``harmlessness``: hh-rlhf harmless pairs (chosen 1, rejected 0) and safety refusals (1);
+      held-apart pairs and refusals are distinct rows.
+
+    Args:
+        kind: one of :data:`KINDS`.
+        data_dir: the folder of the alignment files.
+        n_train: training rows (texts) to draw.
+        n_test: held-apart rows to draw.
+        seed: subsampling and split seed.
+
+    Returns:
+        A :class:`JudgeData`.
+
+    Raises:
+        InputError: unknown kind or missing files.
+    """
+    if kind not in KINDS:
+        raise InputError(f"kind: unknown judge {kind!r}; choose from {', '.join(KINDS)}")
+    root = Path(data_dir)
+    for name in _FILES[kind]:
+        if not (root / name).is_file():
+            raise InputError(f"{root / name}: missing (the {kind} judge is trained on it)")
+    if kind in ("truthfulness", "informativeness"):
+        name = _FILES[kind][0]
+        return _qa(kind, _rows(root / name), n_train, n_test, seed, name)
+    if kind == "helpfulness":
+        return _helpfulness(root, n_train, n_test, seed)
+    return _harmlessness(root, n_train, n_test, seed)
