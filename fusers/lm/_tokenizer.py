@@ -75,7 +75,8 @@ def train_tokenizer(
     from ._extra import require
 
     require("tokenizers", feature="fusers.lm.train_tokenizer")
-    require("transformers", feature="fusers.lm.train_tokenizer")
+    transformers = require("transformers", feature="fusers.lm.train_tokenizer")
+    PreTrainedTokenizerFast = transformers.PreTrainedTokenizerFast  # noqa: N806
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     special = list(special_tokens)
