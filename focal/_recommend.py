@@ -32,6 +32,7 @@ from ._teams import count_teams
 from ._types import Selection, Team, make_teams
 
 __all__ = [
+    "DEFAULT_ALPHA",
     "DEFAULT_COMBINERS",
     "DEFAULT_FOLDS",
     "Recommendation",
@@ -43,6 +44,11 @@ DEFAULT_COMBINERS: tuple[str, ...] = ("plurality", "soft", "weighted", "stacking
 
 #: Folds of the cross-validation inside the selection rows.
 DEFAULT_FOLDS = 5
+
+#: Significance of the guard against the best single model. Chosen, with the objective's
+#: weights, on inner splits of selection rows only (bench/recommend_defaults.py): 0.2 recommended
+#: a team more often and was more accurate there than 0.05.
+DEFAULT_ALPHA = 0.2
 
 #: Largest team of the top-k rule.
 _TOP_K_MAX = 5
@@ -351,7 +357,7 @@ def recommend(
     sizes: Any = None,
     combiners: Sequence[Any] = DEFAULT_COMBINERS,
     folds: int = DEFAULT_FOLDS,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
 ) -> Recommendation:
     """Recommend a (team, combiner) pair by cross-validation inside the selection rows.
@@ -368,7 +374,8 @@ def recommend(
             fuser objects with ``fit(bundle, team=...)`` and ``predict(bundle)`` (for example
             ``fusers.ToplaFuser()``); each is fitted inside the folds.
         folds: K of the K-fold cross-validation.
-        alpha: significance of the guard against the best single model.
+        alpha: significance of the guard against the best single model (default 0.2, chosen
+            without test rows; see bench/README.md).
         seed: seed of the split made for the bundle (if any) and of the folds.
 
     Returns:
