@@ -247,7 +247,7 @@ class DiversityAccuracyDisplay:
                     edgecolor="black",
                     linewidths=0.9,
                     zorder=5,
-                    label=f"recommended (top {len(self.highlight)})",
+                    label=f"top {len(self.highlight)} by {self.metric.replace('_', ' ')}",
                 )
             if annotate:
                 for rank, i in enumerate(self.highlight, start=1):
@@ -277,7 +277,14 @@ class DiversityAccuracyDisplay:
         handles = list(self.scatter_) + ([self.highlight_] if self.highlight_ is not None else [])
         handles += self.references_
         if handles:
-            legend = ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.85)
+            # Outside the axes, so no point or rank label is ever hidden under it.
+            legend = ax.legend(
+                handles=handles,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                fontsize=8,
+                framealpha=0.85,
+            )
             marks = getattr(legend, "legend_handles", None)
             if marks is None:  # matplotlib < 3.7
                 marks = getattr(legend, "legendHandles", [])

@@ -632,8 +632,9 @@ def format_demo(doc: dict[str, Any]) -> str:
         out.insert(
             0,
             f"RECOMMENDATION (focal recommend): {dr['kind'].replace('_', ' ')} "
-            f"{', '.join(dr['members'])}{how} — test accuracy {_f(dr['report_accuracy'])} vs best "
-            f"single model {_f(dr['report']['best_single']['report_accuracy'])}\n  "
+            f"{', '.join(dr['members'])}{how} — test accuracy {_f(dr['report_accuracy'])} vs "
+            f"{_f(dr['report']['best_single']['report_accuracy'])} for the best single model on "
+            f"the same train+val rows ({dr['report']['best_single']['name']})\n  "
             f"({dr['reason']}; cross-validated {_f(dr['cv_accuracy'])}, p = {dr['p_value']:.3g})\n",
         )
     out.append(

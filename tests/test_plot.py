@@ -68,7 +68,7 @@ def test_plot_sets_attributes(bundle: ensembles.Bundle) -> None:
     labels = [t.get_text() for t in disp.ax_.texts]
     assert labels == ["1", "2", "3"]
     legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
-    assert legend[0].startswith("size 2") and "recommended" in legend[-1]
+    assert legend[0].startswith("size 2") and legend[-1] == "top 3 by focal"
     _close(disp)
 
 
