@@ -33,6 +33,7 @@ __all__ = [
     "UsageError",
     "add_bundle",
     "add_format",
+    "add_metric",
     "emit",
     "emit_json",
     "fmt",
@@ -97,6 +98,19 @@ def add_bundle(p: argparse.ArgumentParser, *, split: bool = False) -> None:
             choices=("train", "val", "test", "all"),
             help="rows to use: train, val, test or all",
         )
+
+
+def add_metric(p: argparse.ArgumentParser, *, what: str = "diversity metric") -> None:
+    """Add ``--metric NAME`` (default ``focal``), choosing from :data:`focal.METRICS`."""
+    from focal import METRICS
+
+    p.add_argument(
+        "--metric",
+        default="focal",
+        choices=METRICS,
+        metavar="NAME",
+        help=f"{what} (default focal); one of: " + ", ".join(METRICS),
+    )
 
 
 def load_bundle_arg(args: argparse.Namespace):

@@ -12,6 +12,7 @@ from ._common import (
     UsageError,
     add_bundle,
     add_format,
+    add_metric,
     emit,
     fmt,
     load_bundle_arg,
@@ -81,7 +82,6 @@ def _add_protocol(p: argparse.ArgumentParser, *, select_on: str | None, report_o
 
 def register(sub: Any) -> None:
     """Add ``prune``, ``recommend``, ``score`` and ``info``."""
-    from focal import METRICS
 
     p = subcommand(
         sub,
@@ -116,13 +116,7 @@ def register(sub: Any) -> None:
         run=run_prune,
     )
     add_bundle(p, split=True)
-    p.add_argument(
-        "--metric",
-        default="focal",
-        choices=METRICS,
-        metavar="NAME",
-        help="diversity metric (default focal); one of: " + ", ".join(METRICS),
-    )
+    add_metric(p)
     _add_sizes(p)
     p.add_argument("--top-k", type=int, default=10, help="number of teams to report (10)")
     _add_objective(p, default="metric")

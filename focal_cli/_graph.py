@@ -8,14 +8,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._common import UsageError, add_bundle, add_format, emit, load_bundle_arg, subcommand, table
+from ._common import (
+    UsageError,
+    add_bundle,
+    add_format,
+    add_metric,
+    emit,
+    load_bundle_arg,
+    subcommand,
+    table,
+)
 
 __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
     """Add ``graph``."""
-    from focal import METRICS
     from focal.graph import LAYOUTS
 
     p = subcommand(
@@ -39,13 +47,7 @@ def register(sub: Any) -> None:
         run=run_graph,
     )
     add_bundle(p, split=True)
-    p.add_argument(
-        "--metric",
-        default="focal",
-        choices=METRICS,
-        metavar="NAME",
-        help="edge-weight metric (default: focal); one of: " + ", ".join(METRICS),
-    )
+    add_metric(p, what="edge-weight metric")
     p.add_argument("--png", metavar="PATH", help="draw the graph (.png; .svg or .pdf also work)")
     p.add_argument("--out", metavar="PATH", help="export: .graphml (GraphML) or .json (node-link)")
     p.add_argument("--layout", choices=LAYOUTS, default="spring", help="layout (default spring)")
