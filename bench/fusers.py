@@ -38,7 +38,8 @@ import numpy as np
 import ensembles
 import fusers
 from ensembles import Bundle
-from fusers._util import atomic_write_json, package_versions
+from ensembles.util import write_json_atomic
+from fusers._util import package_versions
 
 DATA = Path(
     os.environ.get("FOCAL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -545,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             md.append("")
     doc["seconds"] = time.perf_counter() - start
     OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(OUT / "fusers.json", doc)
+    write_json_atomic(OUT / "fusers.json", doc)
     print("\n".join(md))
     _log(f"bench.fusers: wrote {OUT / 'fusers.json'} in {doc['seconds']:.0f} s")
     return 0

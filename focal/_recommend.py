@@ -74,11 +74,10 @@ def _rule_mask(rule: str, b: Bundle, objective: Objective, sizes: Any) -> np.nda
     elif rule.startswith("top"):
         mask[order[: int(rule[3:])]] = True
     elif rule == "search":
-        from ._select import AUTO_EXHAUSTIVE_LIMIT, Beam, Exhaustive, resolve_sizes
+        from ._select import AUTO_EXHAUSTIVE_LIMIT, Beam, Exhaustive, resolve_sizes, select
 
         size_tuple = resolve_sizes(sizes, b.n_models)
         many = count_teams(b.n_models, size_tuple) > AUTO_EXHAUSTIVE_LIMIT // 8
-        from ._select import select
 
         strategy = Beam(width=16) if many else Exhaustive()
         mask = select(b, objective=objective, sizes=size_tuple, top_k=1, search=strategy).best.mask

@@ -79,8 +79,6 @@ ProgressFn = Callable[[int, int], None]
 #: Fitness of a chromosome whose size is below 2 or outside the requested sizes (FusionShot).
 INVALID_FITNESS = -99.0
 
-# Teams per team_accuracy call in the exhaustive ground truth.
-_ACC_CHUNK = 1 << 14
 
 # Smallest batch (rows) sent to a kernel by the memoised evaluator; batches are padded to
 # powers of two from here, which bounds the number of compilations.

@@ -444,20 +444,19 @@ def _fuse_train(args: argparse.Namespace) -> int:
 def _write_predictions(path: Path, preds, proba, bundle, meta: dict[str, Any], index) -> None:
     import numpy as np
 
-    from ensembles.util import write_json_atomic as atomic_write_json
-    from ensembles.util import write_text_atomic as atomic_write_text
+    from ensembles.util import write_json_atomic, write_text_atomic
 
     suffix = path.suffix.lower()
     # Each row's id: the bundle's sample id, else its row number in the bundle file.
     ids = (index if bundle.sample_ids is None else bundle.sample_ids).tolist()
     if suffix == ".json":
-        atomic_write_json(path, {**meta, "sample_ids": ids, "predictions": preds.tolist(),
+        write_json_atomic(path, {**meta, "sample_ids": ids, "predictions": preds.tolist(),
                                  "probabilities": np.round(proba, 6).tolist()})  # fmt: skip
     elif suffix == ".csv":
         rows = ["row,sample_id,prediction"]
         for i, p in enumerate(preds.tolist()):
             rows.append(f"{i},{ids[i]},{p}")
-        atomic_write_text(path, "\n".join(rows) + "\n")
+        write_text_atomic(path, "\n".join(rows) + "\n")
     elif suffix == ".npy":
         import io
 

@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ensembles import DEFAULT_VAL_FRACTION, Bundle, BundleError, SplitInfo, ensure_splits
-from ensembles.util import InputError
+from ensembles.util import InputError, write_json_atomic
 
 from ._features import VALID_CLASSES, choice_scores, flatten_members, valid_classes
-from ._util import atomic_write_json, check_int, package_versions, read_json
+from ._util import check_int, package_versions, read_json
 
 __all__ = [
     "CONFIG_FILE",
@@ -271,7 +271,7 @@ class _Fuser:
             "metadata": metadata or {},
             **self._meta(),
         }  # fmt: skip
-        atomic_write_json(folder / CONFIG_FILE, doc)
+        write_json_atomic(folder / CONFIG_FILE, doc)
         return folder
 
     @classmethod

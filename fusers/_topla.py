@@ -25,11 +25,11 @@ import numpy as np
 
 import ensembles
 from ensembles import DEFAULT_VAL_FRACTION, Bundle, ensure_splits
-from ensembles.util import InputError
+from ensembles.util import InputError, jsonable
 
 from ._baselines import baselines, remap_splits
 from ._estimators import FUSERS, MLPFuser
-from ._util import json_ready, package_versions
+from ._util import package_versions
 
 __all__ = ["FusionResult", "fusionshot", "topla"]
 
@@ -96,7 +96,7 @@ class FusionResult:
                 "stopped_early": h["stopped_early"],
                 "seconds": h["seconds"],
             }
-        return json_ready(
+        return jsonable(
             {
                 "method": self.method,
                 "team": list(self.team),

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
-from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ensembles.util import InputError, write_atomic
+from ensembles.util import InputError
 
 __all__ = [
-    "atomic_write_json",
-    "atomic_write_text",
     "check_int",
-    "json_ready",
     "package_versions",
     "read_json",
 ]
@@ -51,52 +46,6 @@ def package_versions() -> dict[str, str | None]:
             out[name] = None
     out["python"] = platform.python_version()
     return out
-
-
-def json_ready(x: Any) -> Any:
-    """A strict-JSON-ready copy: NumPy scalars/arrays to Python, NaN/inf to ``None``.
-
-    Example:
-        >>> json_ready({"a": np.float32(0.5), "b": [float("nan"), np.int64(2)]})
-        {'a': 0.5, 'b': [None, 2]}
-    """
-    if isinstance(x, Mapping):
-        return {str(k): json_ready(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_ready(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_ready(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    A reader never sees a half-written file: it sees the old file or the new one.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
-        >>> atomic_write_text(p, "hello"); p.read_text()
-        'hello'
-    """
-    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path: str | os.PathLike[str], doc: Any) -> None:
-    """Write ``doc`` as strict, indented JSON, atomically (see :func:`atomic_write_text`).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.json"
-        >>> atomic_write_json(p, {"a": float("nan")}); read_json(p, what="x")
-        {'a': None}
-    """
-    atomic_write_text(path, json.dumps(json_ready(doc), allow_nan=False, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike[str], *, what: str) -> Any:
