@@ -15,6 +15,7 @@ from ._bundle import predictions_from_scores as predictions_from_scores
 from ._combiners import COMBINERS as COMBINERS
 from ._combiners import combine as combine
 from ._combiners import team_accuracy as team_accuracy
+from ._importers import cross_fit_sklearn as cross_fit_sklearn
 from ._importers import from_jsonl as from_jsonl
 from ._importers import from_sklearn as from_sklearn
 from ._importers_alpaca import from_alpaca_eval as from_alpaca_eval
@@ -48,6 +49,7 @@ __all__ = [
     "from_alpaca_eval_judged",
     "from_jsonl",
     "from_lm_eval",
+    "cross_fit_sklearn",
     "from_sklearn",
     "from_table",
     "list_tasks",

@@ -147,6 +147,141 @@ def from_sklearn(
     )
 
 
+def cross_fit_sklearn(
+    estimators: Mapping[str, Any] | Sequence[Any],
+    X: Any,
+    y: Any,
+    *,
+    split: Any = None,
+    fit_on: str = "train",
+    folds: int = 5,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    sample_ids: Any = None,
+    n_classes: int | None = None,
+    prediction: str = "predict",
+    task: str | None = None,
+) -> tuple[Bundle, dict[str, Any]]:
+    """Fit classifiers and bundle their outputs so that no row is seen by the model scoring it.
+
+    Each estimator is cloned and fitted on the ``fit_on`` rows (every row when ``split`` is
+    ``None``); those fitted models are returned and score every other row. On the fitting rows
+    themselves the bundle holds **out-of-fold** outputs: the rows are cut into ``folds``
+    stratified, seeded folds and each fold is scored by clones fitted on the other folds (what
+    scikit-learn's ``StackingClassifier`` does for its meta-learner). Every row of the bundle
+    is therefore an honest output, and a combiner may be chosen and fitted on the training rows
+    too (``focal.recommend(bundle)`` selects on train+val by default), instead of only on the
+    few rows the fitted models never saw, as with :func:`from_sklearn` on prefit models.
+    Outputs are read as in :func:`from_sklearn`. Costs ``folds + 1`` fits per estimator.
+
+    Args:
+        estimators: ``{name: classifier}`` or a sequence of classifiers (fitted or not: each is
+            cloned with ``sklearn.base.clone``).
+        X: the samples (array, sparse matrix or DataFrame).
+        y: integer labels in ``[0, C)``, one per row.
+        split: optional ``train``/``val``/``test`` per sample.
+        fit_on: the split whose rows fit the models (needs ``split``).
+        folds: number of cross-fitting folds (≥ 2).
+        seed: seed of the fold assignment.
+        names, sample_ids, n_classes, prediction, task: as in :func:`from_sklearn`.
+
+    Returns:
+        ``(bundle, fitted)``: the validated :class:`~ensembles.Bundle` and
+        ``{name: estimator fitted on the fit_on rows}`` (apply them to new data with
+        :func:`from_sklearn`).
+
+    Raises:
+        BundleError: no ``y``, ``fit_on`` rows missing or fewer than ``folds``, bad ``folds``, an
+            estimator fails to fit, or any check of :func:`from_sklearn`.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn.naive_bayes import GaussianNB
+        >>> X, y = load_iris(return_X_y=True)
+        >>> b, fitted = cross_fit_sklearn([LogisticRegression(max_iter=500), GaussianNB()],
+        ...                               X, y, folds=3, seed=0)
+        >>> b.probs.shape, sorted(fitted)
+        ((2, 150, 3), ['GaussianNB', 'LogisticRegression'])
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if y is None:
+        raise BundleError("y: cross-fitting needs labels")
+    labels = np.asarray(y)
+    if labels.ndim != 1:
+        raise BundleError(f"y: must be 1-D, got shape {labels.shape}")
+    labels = _integral(labels, "y")
+    n = labels.shape[0]
+    rows = _n_rows(X)
+    if rows is not None and rows != n:
+        raise BundleError(f"X: has {rows} rows but y has {n} labels")
+    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+        raise BundleError(f"folds: expected an integer >= 2, got {folds!r}")
+    if split is None:
+        fit_rows = np.arange(n)
+    else:
+        split_arr = np.asarray(split).astype(str)
+        if split_arr.shape != (n,):
+            raise BundleError(f"split: expected {n} entries, got shape {split_arr.shape}")
+        fit_rows = np.flatnonzero(split_arr == fit_on)
+    if fit_rows.size < folds:
+        raise BundleError(f"fit_on: {fit_rows.size} {fit_on!r} rows, fewer than folds={folds}")
+    pairs = _named_estimators(estimators, names)
+    if n_classes is None:
+        n_classes = int(labels.max()) + 1 if n else 1
+
+    def take(rows_: np.ndarray) -> Any:
+        return X.iloc[rows_] if hasattr(X, "iloc") else X[rows_]
+
+    def fitted_on(rows_: np.ndarray) -> dict[str, Any]:
+        out = {}
+        for name, est in pairs:
+            model = clone(est)
+            try:
+                model.fit(take(rows_), labels[rows_])
+            except Exception as exc:  # estimator failures become one line
+                text = " ".join(str(exc).split())[:200]
+                raise BundleError(
+                    f"estimators[{name!r}]: fit failed: {type(exc).__name__}: {text}"
+                ) from None
+            out[name] = model
+        return out
+
+    probs = np.zeros((len(pairs), n, n_classes), dtype=np.float64)
+    preds = np.zeros((len(pairs), n), dtype=np.int64)
+
+    def score(models: dict[str, Any], rows_: np.ndarray) -> None:
+        part = from_sklearn(models, take(rows_), labels[rows_], n_classes=n_classes,
+                            prediction=prediction)  # fmt: skip
+        probs[:, rows_] = part.probs
+        preds[:, rows_] = part.preds
+
+    final = fitted_on(fit_rows)
+    others = np.setdiff1d(np.arange(n), fit_rows)
+    if others.size:
+        score(final, others)
+    counts = np.bincount(labels[fit_rows])
+    stratified = counts[counts > 0].min() >= folds
+    kind = StratifiedKFold if stratified else KFold  # KFold: a class too rare to stratify
+    for inner_fit, inner_out in kind(folds, shuffle=True, random_state=seed).split(
+        fit_rows, labels[fit_rows]
+    ):
+        score(fitted_on(fit_rows[inner_fit]), fit_rows[inner_out])
+    bundle = Bundle.create(
+        models=[name for name, _ in pairs],
+        labels=labels,
+        probs=probs,
+        preds=preds,
+        n_classes=n_classes,
+        split=split,
+        sample_ids=sample_ids,
+        task=task,
+    )
+    return bundle, final
+
+
 def _named_estimators(
     estimators: Mapping[str, Any] | Sequence[Any], names: Sequence[str] | None
 ) -> list[tuple[str, Any]]:
