@@ -13,10 +13,13 @@ Datasets:
   train+val select, test reports.
 * digits: the demo's 14 classifiers (fitted on rows outside the bundle); train+val select.
 * scikit-learn pools of 14 classifiers on digits, breast cancer, wine and a synthetic 4-class
-  task; stratified 50/25/25 per seed (3 seeds). The members are fitted on the train rows, so
-  combiners are chosen on the val rows only (``select_on="val"``); peers on the same rows:
-  soft voting of the pool, and scikit-learn's ``StackingClassifier`` over the frozen members
-  with a logistic regression fitted on val.
+  task; stratified 50/25/25 per seed (3 seeds). The members are fitted on the train rows and
+  the bundle is cross-fitted (``ensembles.cross_fit_sklearn``: out-of-fold outputs on train), so
+  the recommendation selects on train+val. Also reported: the same members' prefit bundle, where
+  only val may select (``select_on="val"``). Peers: scikit-learn's soft/hard voting, stacking
+  of the frozen members with a logistic regression fitted on val ("prefit"), its
+  ``StackingClassifier(cv=5)`` fitted on train, and logistic stacking on the recommendation's
+  own selection rows. DESlib needs an older scikit-learn: ``bench/deslib_peers.py``.
 * AlpacaEval-1 open-ended (53 LLMs x 805 prompts, GPT-4 wins vs davinci-003): the combiner is a
   router; without query features it is the best single model by cross-validation.
 """
@@ -24,6 +27,7 @@ Datasets:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -131,6 +135,11 @@ def _classifiers(seed: int) -> dict[str, Any]:
 
 
 def _sklearn_pool(name: str, seed: int):
+    """A dataset split 50/25/25 (stratified, seeded), the pool cross-fitted on its train rows.
+
+    Returns the cross-fitted bundle (out-of-fold outputs on train), the same members' prefit
+    bundle (in-sample outputs on train: only val may select), the fitted members and the data.
+    """
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -145,57 +154,82 @@ def _sklearn_pool(name: str, seed: int):
     idx = np.arange(len(y))
     tr, rest = train_test_split(idx, train_size=0.5, stratify=y, random_state=seed)
     va, te = train_test_split(rest, train_size=0.5, stratify=y[rest], random_state=seed)
-    scaler = StandardScaler().fit(x[tr])
-    x = scaler.transform(x)
-    models = _classifiers(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for m in models.values():
-            m.fit(x[tr], y[tr])
+    x = StandardScaler().fit(x[tr]).transform(x)
     split = np.empty(len(y), dtype="<U5")
     split[tr], split[va], split[te] = "train", "val", "test"
-    bundle = ensembles.from_sklearn(models, x, y, sample_ids=idx).with_split(split)
-    return bundle, models, x, y, va, te
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crossed, models = ensembles.cross_fit_sklearn(
+            _classifiers(seed), x, y, split=split, folds=5, seed=seed, sample_ids=idx
+        )
+    prefit = ensembles.from_sklearn(models, x, y, sample_ids=idx).with_split(split)
+    return crossed, prefit, models, x, y, (tr, va, te)
 
 
-def _peers(models, x, y, va, te) -> dict[str, float]:
+def _peers(models, crossed, x, y, rows) -> dict[str, float]:
+    """scikit-learn's combiners over the same 14 members, each on the rows it would use."""
     from sklearn.ensemble import StackingClassifier, VotingClassifier
     from sklearn.frozen import FrozenEstimator
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
+    tr, va, te = rows
     est = [(n, FrozenEstimator(m)) for n, m in models.items()]
+    soft = [(n, e) for n, e in est if hasattr(e, "predict_proba")]
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        soft = [(n, e) for n, e in est if hasattr(e, "predict_proba")]
         out["sk_soft_voting"] = float(VotingClassifier(soft, voting="soft").fit(x[va], y[va])
                                       .score(x[te], y[te]))  # fmt: skip
         out["sk_hard_voting"] = float(VotingClassifier(est, voting="hard").fit(x[va], y[va])
                                       .score(x[te], y[te]))  # fmt: skip
-        stack = StackingClassifier(soft, final_estimator=LogisticRegression(max_iter=2000), cv=None)
-        # Frozen members: cross_val_predict would refit clones; use the prefit outputs instead.
-        feats = lambda rows: np.hstack([m.predict_proba(x[rows]) for _, m in soft])  # noqa: E731
+        # Prefit stacking: the frozen members' probabilities, logistic regression fitted on val.
+        feats = lambda r: np.hstack([m.predict_proba(x[r]) for _, m in soft])  # noqa: E731
         lr = LogisticRegression(max_iter=2000).fit(feats(va), y[va])
         out["sk_stacking_prefit"] = float((lr.predict(feats(te)) == y[te]).mean())
-        del stack
+        # scikit-learn's own StackingClassifier as a user runs it: members refitted on train,
+        # the meta-learner on their 5-fold out-of-fold outputs there (val unused).
+        members = [(n, m.estimator if isinstance(m, FrozenEstimator) else m) for n, m in est]
+        cv = StratifiedKFold(5, shuffle=True, random_state=0)
+        stack = StackingClassifier(_fresh(members), final_estimator=LogisticRegression(
+            max_iter=2000), cv=cv).fit(x[tr], y[tr])  # fmt: skip
+        out["sk_stacking_cv"] = float(stack.score(x[te], y[te]))
+        # Logistic stacking on exactly the recommendation's selection rows (train out of fold +
+        # val) from the cross-fitted bundle's scores.
+        sel = np.r_[tr, va]
+        flat = lambda r: crossed.probs[:, r].transpose(1, 0, 2).reshape(len(r), -1)  # noqa: E731
+        lr = LogisticRegression(max_iter=2000).fit(flat(sel), y[sel])
+        out["stacking_same_rows"] = float((lr.predict(flat(te)) == y[te]).mean())
     return out
 
 
+def _fresh(members):
+    from sklearn.base import clone
+
+    return [(n, clone(m)) for n, m in members]
+
+
 def run_sklearn(seeds: list[int]) -> dict[str, Any]:
-    rows = []
+    rows, frozen_rows = [], []
     for name in ("digits", "breast_cancer", "wine", "synthetic4"):
         for seed in seeds:
-            bundle, models, x, y, va, te = _sklearn_pool(name, seed)
-            rec = focal.recommend(bundle, select_on="val", report_on="test", seed=seed)
-            row = {"dataset": name, "seed": seed, **_row(rec), **_peers(models, x, y, va, te)}
+            crossed, prefit, models, x, y, split_rows = _sklearn_pool(name, seed)
+            rec = focal.recommend(crossed, report_on="test", seed=seed)
+            old = focal.recommend(prefit, select_on="val", report_on="test", seed=seed)
+            row = {"dataset": name, "seed": seed, **_row(rec),
+                   **_peers(models, crossed, x, y, split_rows)}  # fmt: skip
             rows.append(row)
+            frozen_rows.append({"dataset": name, "seed": seed, **_row(old)})
             _log(f"{name} seed {seed}: {rec.kind} {rec.rule}+{rec.combiner} "
                  f"{row['recommendation']:.4f} single {row['best_single']:.4f} "
-                 f"stack {row['sk_stacking_prefit']:.4f}")  # fmt: skip
+                 f"stack {row['sk_stacking_prefit']:.4f} (val only: "
+                 f"{frozen_rows[-1]['recommendation']:.4f})")  # fmt: skip
     summary = _summary(rows)
-    for k in ("sk_soft_voting", "sk_hard_voting", "sk_stacking_prefit"):
+    for k in ("sk_soft_voting", "sk_hard_voting", "sk_stacking_prefit", "sk_stacking_cv",
+              "stacking_same_rows"):  # fmt: skip
         summary[k] = float(np.mean([r[k] for r in rows]))
-    return {"runs": rows, "summary": summary}
+    return {"runs": rows, "summary": summary,
+            "val_only": {"runs": frozen_rows, "summary": _summary(frozen_rows)}}  # fmt: skip
 
 
 def run_alpaca() -> dict[str, Any] | None:
@@ -231,10 +265,16 @@ def _markdown(doc: dict[str, Any]) -> str:
         )
     if doc.get("sklearn"):
         s = doc["sklearn"]["summary"]
-        lines += ["", "scikit-learn peers on the same rows (mean test accuracy %): "
-                  f"soft voting {p(s['sk_soft_voting'])}, hard voting {p(s['sk_hard_voting'])}, "
-                  f"prefit stacking (logistic regression on val) {p(s['sk_stacking_prefit'])}; "
-                  f"focal recommend {p(s['recommendation'])}."]  # fmt: skip
+        v = doc["sklearn"]["val_only"]["summary"]
+        lines += ["", "scikit-learn pools, mean test accuracy %: focal recommend on the "
+                  f"cross-fitted bundle {p(s['recommendation'])}; on the prefit bundle, val "
+                  f"rows only {p(v['recommendation'])} ({v['team_recommended']} teams, "
+                  f"beats single {v['beats_single']}, worse {v['worse_than_single']}); "
+                  f"scikit-learn soft voting {p(s['sk_soft_voting'])}, "
+                  f"hard voting {p(s['sk_hard_voting'])}, "
+                  f"prefit stacking (logistic regression on val) {p(s['sk_stacking_prefit'])}, "
+                  f"StackingClassifier(cv=5) on train {p(s['sk_stacking_cv'])}, logistic "
+                  f"stacking on the same selection rows {p(s['stacking_same_rows'])}."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -246,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     seeds = [0] if args.quick else [0, 1, 2, 3, 4]
-    doc: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    # Earlier parts of the file survive a partial rerun (``--only``); each part has its date.
+    doc: dict[str, Any] = {}
+    if (OUT / "recommend.json").is_file():
+        doc = json.loads((OUT / "recommend.json").read_text())
     runs = {
         "bbh": run_bbh,
         "digits": run_digits,
@@ -257,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, run in runs.items():
         if key in only:
             doc[key] = run()
+            if doc[key] is not None:
+                doc[key]["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
             write_json_atomic(OUT / "recommend.json", doc)  # partial results survive a stop
     print(_markdown(doc))
     return 0
