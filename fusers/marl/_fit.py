@@ -530,7 +530,9 @@ def fit_tasks(
     total = sum(segments if k in ("select", "ensemble") else 1 for _, k in plan)
     for _, kind in plan:
         spec, data = specs[kind], datas[kind]
-        start = trained if kind in ("val", "online", "frozen") else state
+        start = state
+        if kind in ("val", "online", "frozen") and trained is not None:
+            start = trained
         pid = pid_of[kind]
         start = start._replace(key=jax.vmap(lambda k, p=pid: jax.random.fold_in(k, p))(keys))
         carry = jax.vmap(lambda st: start_phase(st, m))(start)
@@ -553,7 +555,7 @@ def fit_tasks(
             state = trained = st
         elif kind == "ensemble":
             trained = st
-    return _collect(views, combos, cfg, rows, outs, trained, params)
+    return _collect(views, combos, cfg, rows, outs, state if trained is None else trained, params)
 
 
 def _load_params(dp, ap, saved: dict[str, Any], n_classes: int, c_max: int):
