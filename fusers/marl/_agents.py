@@ -19,7 +19,9 @@ _NEG = -1e9
 
 
 class Decider(nnx.Module):
-    """Selection agent: ``h = relu(Dense(M+2 → 128)(s))``, one 2-way softmax head per model.
+    """Selection agent: ``h = relu(Dense(M+2+d → 128)(s))``, one 2-way softmax head per model.
+
+    ``d`` is the length of the query features of a contextual decider (0: the reference's).
 
     The ``M`` heads are stored as one ``Dense(128 → 2M)`` (the same function as ``M`` separate
     ``Dense(128 → 2)`` layers); a value head ``Dense(128 → 1)`` serves PPO's baseline and is
@@ -32,9 +34,11 @@ class Decider(nnx.Module):
         ((3, 2), ())
     """
 
-    def __init__(self, n_models: int, *, hidden: int = 128, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, n_models: int, *, n_context: int = 0, hidden: int = 128, rngs: nnx.Rngs
+    ) -> None:
         self.n_models = int(n_models)
-        self.trunk = nnx.Linear(self.n_models + 2, hidden, rngs=rngs)
+        self.trunk = nnx.Linear(self.n_models + 2 + int(n_context), hidden, rngs=rngs)
         self.heads = nnx.Linear(hidden, 2 * self.n_models, rngs=rngs)
         self.value = nnx.Linear(hidden, 1, rngs=rngs)
 
@@ -146,15 +150,15 @@ def aggregator_dist(logits: jax.Array) -> distrax.Categorical:
     return distrax.Categorical(logits=logits)
 
 
-def init_decider(key, n_models: int):
-    """``(graphdef, params)`` of a fresh decider seeded by ``key``.
+def init_decider(key, n_models: int, n_context: int = 0):
+    """``(graphdef, params)`` of a fresh decider seeded by ``key`` (``n_context`` features).
 
     Example:
         >>> gd, p = init_decider(jax.random.key(0), 3)
         >>> p["heads"]["kernel"].shape
         (128, 6)
     """
-    return nnx.split(Decider(n_models, rngs=nnx.Rngs(key)))
+    return nnx.split(Decider(n_models, n_context=n_context, rngs=nnx.Rngs(key)))
 
 
 def init_aggregator(

@@ -39,6 +39,7 @@ class TaskArrays:
         n_train: rows ``[0, n_train)`` are training rows, the rest are test rows.
         models: model names.
         row_ids: the bundle row index of each row (for inference records).
+        context: ``(n, d)`` query features per row for a contextual decider, or None.
 
     Example:
         >>> import ensembles
@@ -55,6 +56,7 @@ class TaskArrays:
     n_train: int
     models: tuple[str, ...]
     row_ids: np.ndarray
+    context: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -62,7 +64,9 @@ class TaskArrays:
         return int(self.scores.shape[2])
 
 
-def task_arrays(bundle: Bundle, *, name: str | None = None, as_stored: bool = False) -> TaskArrays:
+def task_arrays(
+    bundle: Bundle, *, name: str | None = None, as_stored: bool = False, context: Any = None
+) -> TaskArrays:
     """The arrays of a bundle with a split: train and val rows train, test rows test.
 
     Args:
@@ -70,6 +74,8 @@ def task_arrays(bundle: Bundle, *, name: str | None = None, as_stored: bool = Fa
         name: task name (default: the bundle's task, else ``"task"``).
         as_stored: undo the BBH label fix (``y = 1 - y`` on the five flipped binary tasks) to
             compare with published numbers.
+        context: optional ``(n_samples, d)`` query features, one row per bundle row (see
+            :func:`~fusers.marl.text_features`), for a contextual decider.
 
     Example:
         >>> import ensembles
@@ -100,6 +106,16 @@ def task_arrays(bundle: Bundle, *, name: str | None = None, as_stored: bool = Fa
     else:
         p = np.asarray(bundle.preds)[:, order]
         scores = (p[..., None] == np.arange(bundle.n_classes)).astype(np.float32)
+    if context is not None:
+        context = np.asarray(context, np.float32)
+        if context.ndim != 2 or context.shape[0] != bundle.n_samples:
+            raise InputError(
+                f"context: need ({bundle.n_samples}, d) features (one row per sample), "
+                f"got shape {context.shape}"
+            )
+        if not np.isfinite(context).all():
+            raise InputError("context: features must be finite")
+        context = context[order]
     return TaskArrays(
         name=name,
         preds=np.asarray(bundle.preds)[:, order].astype(np.int32),
@@ -108,6 +124,7 @@ def task_arrays(bundle: Bundle, *, name: str | None = None, as_stored: bool = Fa
         n_train=int(train.size),
         models=tuple(bundle.models),
         row_ids=order,
+        context=context,
     )
 
 
@@ -145,6 +162,7 @@ def carve_validation(ta: TaskArrays, seed: int, fraction: float) -> tuple[TaskAr
         labels=ta.labels[order],
         scores=ta.scores[:, order],
         row_ids=ta.row_ids[order],
+        context=None if ta.context is None else ta.context[order],
     )
     return view, n_tr - n_val
 
@@ -156,10 +174,10 @@ def _inputs(scores: np.ndarray, exp_inputs: bool) -> np.ndarray:
     return np.where(s > 0, scores / np.where(s > 0, s, 1.0), 0.0).astype(np.float32)
 
 
-def _pad_env(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], n: int, c: int):
-    """Stack (preds, labels, inputs, C) parts, padded to n rows and c classes."""
+def _pad_env(parts: list[tuple[Any, ...]], n: int, c: int):
+    """Stack (preds, labels, inputs, C, context) parts, padded to n rows and c classes."""
     out = []
-    for preds, labels, inputs, n_classes in parts:
+    for preds, labels, inputs, n_classes, ctx in parts:
         m, k = preds.shape
         p = np.full((m, n), -1, np.int32)
         p[:, :k] = preds
@@ -168,7 +186,9 @@ def _pad_env(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], n: int
         x = np.zeros((m, n, c), np.float32)
         x[:, :k, : inputs.shape[2]] = inputs
         correct = ((p == y[None]) & (p >= 0)).astype(np.float32)
-        out.append(EnvData(p, correct, y, x, np.arange(c) < n_classes))
+        z = np.zeros((n, ctx.shape[1]), np.float32)
+        z[:k] = ctx
+        out.append(EnvData(p, correct, y, x, np.arange(c) < n_classes, z))
     return EnvData(*(np.stack(a) for a in zip(*out, strict=True)))
 
 
@@ -372,6 +392,10 @@ def fit_tasks(
         if ta.preds.shape[0] < 2:
             raise InputError(f"models: MARL-Focal needs at least 2 models, got {len(models)}")
     m = len(models)
+    d_ctx = {0 if ta.context is None else ta.context.shape[1] for ta in tasks}
+    if len(d_ctx) != 1:
+        raise InputError("context: every task needs features of the same length (or none)")
+    d_ctx = d_ctx.pop()
     cfg = config.validated()
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -402,13 +426,14 @@ def fit_tasks(
         parts = []
         for ta, (_, _, n_fit) in zip(views, rows, strict=True):
             x = _inputs(ta.scores, cfg.agg_exp_inputs)
-            n_tr = ta.n_train
+            z = np.zeros((ta.labels.size, 0), np.float32) if ta.context is None else ta.context
+            n_tr, c = ta.n_train, ta.n_classes
             if kind == "train":
-                parts.append((ta.preds[:, :n_fit], ta.labels[:n_fit], x[:, :n_fit], ta.n_classes))
+                parts.append((ta.preds[:, :n_fit], ta.labels[:n_fit], x[:, :n_fit], c, z[:n_fit]))
             elif kind == "online":
-                parts.append((ta.preds[:, n_tr:], ta.labels[n_tr:], x[:, n_tr:], ta.n_classes))
+                parts.append((ta.preds[:, n_tr:], ta.labels[n_tr:], x[:, n_tr:], c, z[n_tr:]))
             else:
-                parts.append((ta.preds, ta.labels, x, ta.n_classes))
+                parts.append((ta.preds, ta.labels, x, c, z))
         n_max = max(p[0].shape[1] for p in parts)
         return _pad_env(parts, n_max, c_max)
 
@@ -446,7 +471,7 @@ def fit_tasks(
     for i, s in combos:
         k = task_key(s, tasks[i].name)
         kd, ka, kr = jax.random.split(k, 3)
-        dgd, dp = init_decider(kd, m)
+        dgd, dp = init_decider(kd, m, d_ctx)
         agd, ap = init_aggregator(
             ka, m, tasks[i].n_classes, pad_classes=c_max, kind=cfg.aggregator
         )
