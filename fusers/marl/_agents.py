@@ -13,7 +13,14 @@ with warnings.catch_warnings():  # distrax's TFP backend warns about a deprecate
     warnings.simplefilter("ignore", DeprecationWarning)
     import distrax
 
-__all__ = ["Aggregator", "Decider", "VoteAggregator", "init_aggregator", "init_decider", "vote_matrix"]
+__all__ = [
+    "Aggregator",
+    "Decider",
+    "VoteAggregator",
+    "init_aggregator",
+    "init_decider",
+    "vote_matrix",
+]
 
 _NEG = -1e9
 

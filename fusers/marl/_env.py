@@ -98,9 +98,7 @@ class EnvSpec(NamedTuple):
     faithful_metrics: bool = False
 
 
-def env_data(
-    preds, labels, inputs, *, n_classes: int | None = None, context=None
-) -> EnvData:
+def env_data(preds, labels, inputs, *, n_classes: int | None = None, context=None) -> EnvData:
     """Build :class:`EnvData` from NumPy arrays (validated).
 
     Args:

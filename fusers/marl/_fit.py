@@ -139,8 +139,10 @@ def carve_validation(ta: TaskArrays, seed: int, fraction: float) -> tuple[TaskAr
         >>> ta = TaskArrays("t", np.zeros((2, 12), np.int32), np.zeros(12, np.int32),
         ...     np.ones((2, 12, 2), np.float32), 10, ("a", "b"), np.arange(12))
         >>> v, n_fit = carve_validation(ta, 0, 0.2)
-        >>> n_fit, v.n_train, v.row_ids[10:].tolist(), sorted(v.row_ids[:10].tolist()) == list(range(10))
-        (8, 10, [10, 11], True)
+        >>> n_fit, v.n_train, v.row_ids[10:].tolist()
+        (8, 10, [10, 11])
+        >>> sorted(v.row_ids[:10].tolist()) == list(range(10))
+        True
     """
     if fraction <= 0:
         return ta, ta.n_train
@@ -472,9 +474,7 @@ def fit_tasks(
         k = task_key(s, tasks[i].name)
         kd, ka, kr = jax.random.split(k, 3)
         dgd, dp = init_decider(kd, m, d_ctx)
-        agd, ap = init_aggregator(
-            ka, m, tasks[i].n_classes, pad_classes=c_max, kind=cfg.aggregator
-        )
+        agd, ap = init_aggregator(ka, m, tasks[i].n_classes, pad_classes=c_max, kind=cfg.aggregator)
         if params is not None:
             dp, ap = _load_params(dp, ap, params[len(keys)], tasks[i].n_classes, c_max)
         d_list.append(dp)

@@ -291,8 +291,10 @@ def fit_router(
         _, _, _, r_va, vv_va = val_fn(
             params, opt, k_on, jnp.asarray(qva), xva, jnp.asarray(mean_fit)
         )
-        val_q = [float(np.asarray(r_va[i]).reshape(-1)[np.asarray(vv_va[i]).reshape(-1)].mean())
-                 for i in range(len(seeds))]
+        val_q = [
+            float(np.asarray(r_va[i]).reshape(-1)[np.asarray(vv_va[i]).reshape(-1)].mean())
+            for i in range(len(seeds))
+        ]
     out = []
     for i, s in enumerate(seeds):
         rt = np.asarray(r_tr[i]).reshape(-1)[np.asarray(v_tr_out[i]).reshape(-1)]
