@@ -282,7 +282,7 @@ def bbh(
             print(
                 f"| {labels} | {scope} | best single (train) / plurality all / oracle | "
                 f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-                f"{100 * bl['oracle']:.2f} | | |"
+                f"{100 * bl['oracle']:.2f} | | | | |"
             )
 
 
@@ -341,7 +341,7 @@ def mmlu(
     print(
         f"| best single (train) / plurality of pool / oracle | "
         f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-        f"{100 * bl['oracle']:.2f} | | |"
+        f"{100 * bl['oracle']:.2f} | | | | |"
     )
 
 

@@ -9,6 +9,7 @@ See ``docs/marl.md``. The environment is a set of pure JAX functions (:func:`res
 from ._agents import VoteAggregator as VoteAggregator
 from ._config import MODES as MODES
 from ._config import MarlConfig as MarlConfig
+from ._context import read_texts as read_texts
 from ._context import text_features as text_features
 from ._env import WINDOW_METRICS as WINDOW_METRICS
 from ._env import EnvData as EnvData
@@ -54,6 +55,7 @@ __all__ = [
     "inference_records",
     "load_marl",
     "observe",
+    "read_texts",
     "reset",
     "scored_rows",
     "step",

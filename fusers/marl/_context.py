@@ -10,7 +10,7 @@ import numpy as np
 
 from ensembles.util import InputError
 
-__all__ = ["text_features"]
+__all__ = ["read_texts", "text_features"]
 
 
 def text_features(
@@ -70,3 +70,66 @@ def text_features(
     out = np.zeros((len(texts), dim), np.float32)
     out[:, :k] = z
     return out
+
+
+def read_texts(
+    path: Any,
+    sample_ids: Any,
+    *,
+    text_field: str = "text",
+    id_field: str = "id",
+) -> list[str]:
+    """The text of each bundle row from a JSON-lines file (optionally gzipped).
+
+    Each line is an object with an id (``id_field``, matched to the bundle's sample ids) and
+    one or more text fields (``text_field``: a name, or names separated by commas; a list value
+    is joined with spaces, several fields are joined with a space).
+
+    Raises:
+        InputError: unreadable file, a missing field, no sample ids, or a bundle row without
+            text (one line naming the first missing id).
+
+    Example:
+        >>> import json, os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "t.jsonl")
+        >>> _ = open(p, "w").write(json.dumps({"id": 7, "q": "why", "o": ["a", "b"]}) + "\\n")
+        >>> read_texts(p, [7], text_field="q,o")
+        ['why a b']
+    """
+    import gzip
+    import json
+    from pathlib import Path
+
+    if sample_ids is None:
+        raise InputError("texts: the bundle has no sample ids to match the texts to")
+    fields = [f.strip() for f in str(text_field).split(",") if f.strip()]
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    by_id: dict[Any, str] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for k, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                if id_field not in rec:
+                    raise InputError(f"{path}: line {k} has no {id_field!r} field")
+                parts = []
+                for name in fields:
+                    if name not in rec:
+                        raise InputError(f"{path}: line {k} has no {name!r} field")
+                    v = rec[name]
+                    parts.append(" ".join(map(str, v)) if isinstance(v, list) else str(v))
+                by_id[_key(rec[id_field])] = " ".join(parts)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: unreadable texts ({exc})") from None
+    out = []
+    for sid in np.asarray(sample_ids).tolist():
+        if _key(sid) not in by_id:
+            raise InputError(f"{path}: no text for sample id {sid!r}")
+        out.append(by_id[_key(sid)])
+    return out
+
+
+def _key(v: Any) -> str:
+    return str(v)
