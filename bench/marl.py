@@ -496,6 +496,19 @@ def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
                 "distinct_choices": float(np.mean([np.unique(r.choices).size for r in runs])),
                 "fallbacks": int(sum(r.fallback for r in runs)),
             }
+        if ctx is not None:  # a supervised reference: how much routing signal do the features hold?
+            vals = []
+            for i in range(len(seeds)):
+                x = np.c_[ctx[i], np.ones(n)]
+                q0 = np.nan_to_num(q, nan=0.0)
+                a = x[tr[i]].T @ x[tr[i]] + 10.0 * np.eye(x.shape[1])
+                w = np.linalg.solve(a, x[tr[i]].T @ q0[:, tr[i]].T)
+                pick = np.argmax(x[te[i]] @ w, axis=1)
+                vals.append(float(q0[pick, te[i]].mean()))
+            res[pool]["ridge_on_features"] = (
+                float(np.mean(vals)),
+                float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            )
     out["alpaca"] = res
     print(
         f"\n## Open-ended router on AlpacaEval-1 (mean win rate on a seeded 20 % test split, "
@@ -519,6 +532,12 @@ def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
             print(
                 f"| {pool} | {variant} | {f('frozen')} | {f('router_frozen')} | {f('online')} | "
                 f"{f('best_single')} | {f('oracle')} | {v['distinct_choices']:.1f} | {fired} |"
+            )
+        if "ridge_on_features" in r:
+            m_, s_ = r["ridge_on_features"]
+            print(
+                f"| {pool} | supervised reference: ridge regression of every model's win on "
+                f"the same features, argmax | {100 * m_:.2f} ± {100 * s_:.2f} | | | | | | |"
             )
 
 
