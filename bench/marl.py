@@ -136,7 +136,14 @@ def speed(out: dict[str, Any]) -> None:
     tasks = ensembles.load_tasks(BBH)
     b = tasks["date_understanding"]
     ta = task_arrays(b)
-    cfg = MarlConfig.for_mode("fixed", algorithm="reinforce", select_passes=15, **BBH_SETTINGS)
+    cfg = MarlConfig.for_mode(
+        "fixed",
+        algorithm="reinforce",
+        select_passes=15,
+        val_fraction=0.0,
+        guard=False,
+        **BBH_SETTINGS,
+    )
     copies = [task_arrays(b, name=f"copy{i}") for i in range(72)]
     t0 = time.perf_counter()
     fit_tasks(copies, cfg, phases=("select",))
