@@ -142,6 +142,13 @@ def test_cli_guard_flags(tmp_path, capsys):
     assert focal_cli.main([*base, "--out", str(tmp_path / "g"), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["validation"]["fallback"] is True and doc["frozen_accuracy"] == 1.0
+    # the saved policy keeps the guard's choice
+    rec = tmp_path / "q.jsonl"
+    argv = ["marl", "evaluate", str(tmp_path / "g"), str(path), "--format", "json"]
+    assert focal_cli.main([*argv, "--records", str(rec)]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["fallback"] is True and ev["accuracy"] == 1.0
+    assert {tuple(json.loads(x)["consulted"]) for x in rec.read_text().splitlines()} == {("right",)}
     argv = [*base, "--out", str(tmp_path / "n"), "--no-guard", "--val-fraction", "0.3"]
     assert focal_cli.main([*argv, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
