@@ -336,7 +336,18 @@ def load_marl(directory: str | Path) -> MarlFocal:
         context_dim=meta.get("context_dim", 32),
         **meta["settings"],
     )
-    m.config_ = MarlConfig.for_mode(meta["mode"], **meta["settings"])
+    settings = dict(meta["settings"])
+    saved_cfg = meta.get("config", {})
+    if meta["mode"] == "fixed" and "aggregator" not in saved_cfg:
+        # saved before the vote aggregator and the guard existed: rebuild that fixed mode
+        settings = {
+            "aggregator": "mlp",
+            "val_fraction": 0.0,
+            "guard": False,
+            "lr_aggregator": saved_cfg.get("lr_aggregator", 1e-3),
+        } | settings
+        m.settings = settings
+    m.config_ = MarlConfig.for_mode(meta["mode"], **settings)
     m.models_ = tuple(meta["models"])
     m.task_ = meta["task"]
     m.n_classes_ = meta["n_classes"]
