@@ -38,6 +38,10 @@ DATA = Path(os.environ.get("FOCAL_DATA_DIR", Path(__file__).resolve().parents[2]
 BBH = DATA / "bbh_5llm_marl_focal.npz"
 MMLU = DATA / "mmlu_pro_29llm.npz"
 ALPACA = DATA / "alignment" / "alpaca_eval1_wins.npz"
+MMLU_TEXTS = DATA / "mmlu_pro_texts.jsonl.gz"
+ALPACA_PROMPTS = DATA / "alignment" / "alpaca_eval_prompts.jsonl.gz"
+#: Length of the TF-IDF + SVD query features of the contextual rows.
+CONTEXT_DIM = 32
 #: Extra settings of the fixed mode (``--fixed-agg-lr``: the aggregator learning-rate ablation).
 FIXED_EXTRA: dict[str, Any] = {}
 BBH_SETTINGS = dict(alpha=0.6, weights=(0.5, 0.5, 0, 0, 0, 0, 0, 0), window=0)
@@ -132,7 +136,14 @@ def speed(out: dict[str, Any]) -> None:
     tasks = ensembles.load_tasks(BBH)
     b = tasks["date_understanding"]
     ta = task_arrays(b)
-    cfg = MarlConfig.for_mode("fixed", algorithm="reinforce", select_passes=15, **BBH_SETTINGS)
+    cfg = MarlConfig.for_mode(
+        "fixed",
+        algorithm="reinforce",
+        select_passes=15,
+        val_fraction=0.0,
+        guard=False,
+        **BBH_SETTINGS,
+    )
     copies = [task_arrays(b, name=f"copy{i}") for i in range(72)]
     t0 = time.perf_counter()
     fit_tasks(copies, cfg, phases=("select",))
@@ -200,7 +211,10 @@ def _baselines(tas) -> dict[str, float]:
 
 def _summary(runs, names) -> dict[str, Any]:
     res = {}
-    for key in ("frozen_accuracy", "online_accuracy", "mean_consulted"):
+    keys = ("frozen_accuracy", "router_frozen_accuracy", "online_accuracy", "mean_consulted")
+    res["fallbacks"] = int(sum(r.fallback for r in runs if r.task in names))
+    res["runs"] = int(sum(r.task in names for r in runs))
+    for key in keys:
         by_seed = {}
         for r in runs:
             if r.task in names:
@@ -214,7 +228,16 @@ def _summary(runs, names) -> dict[str, Any]:
     return res
 
 
-def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
+def _cell(s: dict[str, Any]) -> str:
+    return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+
+
+def bbh(
+    out: dict[str, Any],
+    seeds: list[int],
+    passes: int,
+    modes: tuple[str, ...] = ("faithful", "fixed"),
+) -> None:
     tasks = ensembles.load_tasks(BBH)
     with np.load(BBH) as z:
         ok_tasks = [t for t in tasks if bool(z[f"{t}/label_ok"])]
@@ -225,7 +248,7 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
             "baselines_24": _baselines(tas),
             "baselines_22": _baselines([t for t in tas if t.name in ok_tasks]),
         }
-        for mode in ("faithful", "fixed"):
+        for mode in modes:
             cfg = MarlConfig.for_mode(
                 mode,
                 select_passes=passes,
@@ -246,26 +269,27 @@ def bbh(out: dict[str, Any], seeds: list[int], passes: int) -> None:
         f"{passes}+{passes} passes)\n"
     )
     print(
-        "| labels | tasks | method | frozen test | online test (learns from test) | "
-        "models/query |\n|---|---|---|---|---|---|"
+        "| labels | tasks | method | frozen test | frozen, router only (no guard) | "
+        "online test (learns from test) | models/query | guard fired |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
     for labels in ("as_stored", "fixed"):
         for scope in ("24", "22"):
             if labels == "as_stored" and scope == "22":
                 continue
-            for mode in ("faithful", "fixed"):
+            for mode in modes:
                 s = res[labels][mode][f"tasks_{scope}"]
-                f, o, k = s["frozen_accuracy"], s["online_accuracy"], s["mean_consulted"]
+                fired = f"{s['fallbacks']} / {s['runs']}" if mode == "fixed" else "–"
                 print(
-                    f"| {labels} | {scope} | MARL-Focal {mode} | {100 * f['mean']:.2f} ± "
-                    f"{100 * f['std']:.2f} | {100 * o['mean']:.2f} ± {100 * o['std']:.2f} | "
-                    f"{k['mean']:.2f} |"
+                    f"| {labels} | {scope} | MARL-Focal {mode} | {_cell(s['frozen_accuracy'])} | "
+                    f"{_cell(s['router_frozen_accuracy'])} | {_cell(s['online_accuracy'])} | "
+                    f"{s['mean_consulted']['mean']:.2f} | {fired} |"
                 )
             bl = res[labels][f"baselines_{scope}"]
             print(
                 f"| {labels} | {scope} | best single (train) / plurality all / oracle | "
                 f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-                f"{100 * bl['oracle']:.2f} | | |"
+                f"{100 * bl['oracle']:.2f} | | | | |"
             )
 
 
@@ -307,19 +331,94 @@ def mmlu(
         f"\n## MARL-Focal on MMLU-Pro ({pool}-model pool = best {pool} on train, 80/20 split "
         f"per seed, {len(seeds)} seeds, window 500, {passes}+{passes} passes)\n"
     )
-    print("| method | frozen test | online test | models/query |\n|---|---|---|---|")
+    print(
+        "| method | frozen test | frozen, router only | online test | models/query | "
+        "guard fired |\n|---|---|---|---|---|---|"
+    )
     for mode in modes:
         s = res[mode]
+        per = " / ".join(f"{100 * v:.1f}" for v in s["frozen_accuracy"]["per_seed"])
         print(
-            f"| MARL-Focal {mode} | {100 * s['frozen_accuracy']['mean']:.2f} ± "
-            f"{100 * s['frozen_accuracy']['std']:.2f} | {100 * s['online_accuracy']['mean']:.2f}"
-            f" ± {100 * s['online_accuracy']['std']:.2f} | {s['mean_consulted']['mean']:.2f} |"
+            f"| MARL-Focal {mode} | {_cell(s['frozen_accuracy'])} ({per}) | "
+            f"{_cell(s['router_frozen_accuracy'])} | {_cell(s['online_accuracy'])} | "
+            f"{s['mean_consulted']['mean']:.2f} | "
+            f"{s['fallbacks']} / {s['runs'] if mode == 'fixed' else '–'} |"
         )
     bl = res["baselines"]
     print(
         f"| best single (train) / plurality of pool / oracle | "
         f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
-        f"{100 * bl['oracle']:.2f} | | |"
+        f"{100 * bl['oracle']:.2f} | | | | |"
+    )
+
+
+def _read_jsonl_gz(path: Path) -> list[dict[str, Any]]:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def mmlu_context(out: dict[str, Any], seeds: list[int], passes: int, pool: int = 10) -> None:
+    """Fixed MARL-Focal with and without the contextual decider on the MMLU-Pro questions that
+    have text (3,000 of 12,032; TF-IDF + SVD of question and options, fitted on train rows)."""
+    from fusers.marl import text_features
+
+    b = ensembles.load_bundle(MMLU)
+    texts = {
+        r["question_id"]: r["question"] + " " + " ".join(r["options"])
+        for r in _read_jsonl_gz(MMLU_TEXTS)
+    }
+    ids = np.asarray(b.sample_ids)
+    rows = np.flatnonzero(np.isin(ids, list(texts)))
+    b = b.select_samples(rows)
+    docs = [texts[int(i)] for i in np.asarray(b.sample_ids)]
+    runs: dict[str, list] = {"fixed": [], "fixed + context": []}
+    base = []
+    for seed in seeds:
+        bs = ensembles.with_random_split(b, fractions=(0.8, 0.0, 0.2), seed=seed)
+        train = bs.select_split("train")
+        top = np.argsort(-train.accuracies(), kind="stable")[:pool]
+        bp = bs.select_models(sorted(top.tolist()))
+        train_rows = np.flatnonzero(np.asarray(bp.split) != "test")
+        ctx = text_features(docs, train_rows, dim=CONTEXT_DIM, seed=seed)
+        cfg = MarlConfig.for_mode(
+            "fixed",
+            select_passes=passes,
+            ensemble_passes=passes,
+            window=500,
+            gamma_aggregator=0.8,
+        )
+        ta = task_arrays(bp, name="mmlu_pro_text")
+        base.append(_baselines([ta]))
+        runs["fixed"] += fit_tasks([ta], cfg, seeds=[seed])
+        ta_c = task_arrays(bp, name="mmlu_pro_text", context=ctx)
+        runs["fixed + context"] += fit_tasks([ta_c], cfg, seeds=[seed])
+    res: dict[str, Any] = {k: _summary(v, {"mmlu_pro_text"}) for k, v in runs.items()}
+    res["baselines"] = {k: float(np.mean([x[k] for x in base])) for k in base[0]}
+    res["n_questions"] = int(b.n_samples)
+    out["mmlu_pro_context"] = res
+    print(
+        f"\n## Contextual decider on MMLU-Pro questions with text ({b.n_samples} questions, "
+        f"{pool}-model pool = best on train, 80/20 split per seed, {len(seeds)} seeds, "
+        f"window 500, {passes}+{passes} passes, {CONTEXT_DIM} TF-IDF + SVD features)\n"
+    )
+    print(
+        "| method | frozen test | frozen, router only | online test | models/query | "
+        "guard fired |\n|---|---|---|---|---|---|"
+    )
+    for k in runs:
+        r = res[k]
+        print(
+            f"| MARL-Focal {k} | {_cell(r['frozen_accuracy'])} | "
+            f"{_cell(r['router_frozen_accuracy'])} | {_cell(r['online_accuracy'])} | "
+            f"{r['mean_consulted']['mean']:.2f} | {r['fallbacks']} / {r['runs']} |"
+        )
+    bl = res["baselines"]
+    print(
+        f"| best single (train) / plurality of the pool / oracle | "
+        f"{100 * bl['best_single_train']:.2f} / {100 * bl['plurality_all']:.2f} / "
+        f"{100 * bl['oracle']:.2f} | | | | |"
     )
 
 
@@ -348,61 +447,113 @@ POOLS = {
 }
 
 
+ROUTERS = {
+    "reference": {},
+    "reference + guard": dict(val_fraction=0.2, guard=True),
+    "contextual": dict(context=True),
+    "contextual + guard": dict(context=True, val_fraction=0.2, guard=True),
+}
+
+
 def alpaca(out: dict[str, Any], seeds: list[int]) -> None:
     """The open-ended router on AlpacaEval-1 wins (read from the npz directly: a small adapter,
-    the open-ended bundle type lives on another branch)."""
-    from fusers.marl import fit_router
+    the open-ended bundle type lives on another branch), without and with the prompt's
+    TF-IDF + SVD features (fitted on each seed's training prompts) and the guard."""
+    from fusers.marl import fit_router, text_features
 
     with np.load(ALPACA, allow_pickle=False) as z:
         names = [str(x) for x in z["models"]]
         win = z["win"].astype(np.float64)
+        datasets = [str(x) for x in z["datasets"]]
     n = win.shape[1]
     splits = [np.random.default_rng(s).permutation(n) for s in seeds]
     tr = np.stack([p[: int(0.8 * n)] for p in splits])
     te = np.stack([p[int(0.8 * n) :] for p in splits])
-    res = {}
+    ctx = None
+    if ALPACA_PROMPTS.is_file():
+        prompts = _read_jsonl_gz(ALPACA_PROMPTS)
+        if [r["idx"] for r in prompts] != list(range(n)) or [
+            r["dataset"] for r in prompts
+        ] != datasets:
+            raise SystemExit("alpaca: prompts file does not line up with the wins file")
+        texts = [r["instruction"] for r in prompts]
+        ctx = np.stack(
+            [text_features(texts, tr[i], dim=CONTEXT_DIM, seed=s) for i, s in enumerate(seeds)]
+        )
+    res: dict[str, Any] = {}
     for pool, members in POOLS.items():
         q = win[[names.index(x) for x in members]]
-        runs = fit_router(q, tr, te, seeds=seeds)
+        res[pool] = {"members": members}
+        for variant, kw in ROUTERS.items():
+            if kw.get("context") and ctx is None:
+                continue
+            kw = dict(kw, context=ctx) if kw.get("context") else kw
+            runs = fit_router(q, tr, te, seeds=seeds, **kw)
 
-        def agg(f, runs=runs):
-            vals = [f(r) for r in runs]
-            return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            def agg(f, runs=runs):
+                vals = [f(r) for r in runs]
+                return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
-        res[pool] = {
-            "members": members,
-            "frozen": agg(lambda r: r.frozen),
-            "online": agg(lambda r: r.online),
-            "best_single": agg(lambda r: r.best_single[1]),
-            "oracle": agg(lambda r: r.oracle),
-            "distinct_choices": float(np.mean([np.unique(r.choices).size for r in runs])),
-        }
+            res[pool][variant] = {
+                "frozen": agg(lambda r: r.frozen),
+                "router_frozen": agg(lambda r: r.router_frozen),
+                "online": agg(lambda r: r.online),
+                "best_single": agg(lambda r: r.best_single[1]),
+                "oracle": agg(lambda r: r.oracle),
+                "distinct_choices": float(np.mean([np.unique(r.choices).size for r in runs])),
+                "fallbacks": int(sum(r.fallback for r in runs)),
+            }
+        if ctx is not None:  # a supervised reference: how much routing signal do the features hold?
+            vals = []
+            for i in range(len(seeds)):
+                x = np.c_[ctx[i], np.ones(n)]
+                q0 = np.nan_to_num(q, nan=0.0)
+                a = x[tr[i]].T @ x[tr[i]] + 10.0 * np.eye(x.shape[1])
+                w = np.linalg.solve(a, x[tr[i]].T @ q0[:, tr[i]].T)
+                pick = np.argmax(x[te[i]] @ w, axis=1)
+                vals.append(float(q0[pick, te[i]].mean()))
+            res[pool]["ridge_on_features"] = (
+                float(np.mean(vals)),
+                float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+            )
     out["alpaca"] = res
     print(
         f"\n## Open-ended router on AlpacaEval-1 (mean win rate on a seeded 20 % test split, "
         f"{len(seeds)} seeds, 25 passes)\n"
     )
     print(
-        "| pool | router frozen | router online | best single (chosen on train) | "
-        "per-prompt oracle | distinct models chosen |\n|---|---|---|---|---|---|"
+        "| pool | router | frozen | frozen, router only | online | best single (train) | "
+        "per-prompt oracle | distinct models chosen | guard fired |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for pool, r in res.items():
+        for variant in ROUTERS:
+            if variant not in r:
+                continue
+            v = r[variant]
 
-        def f(k, r=r):
-            return f"{100 * r[k][0]:.2f} ± {100 * r[k][1]:.2f}"
+            def f(k, v=v):
+                return f"{100 * v[k][0]:.2f} ± {100 * v[k][1]:.2f}"
 
-        print(
-            f"| {pool} | {f('frozen')} | {f('online')} | {f('best_single')} | {f('oracle')} "
-            f"| {r['distinct_choices']:.1f} |"
-        )
+            fired = f"{v['fallbacks']} / {len(seeds)}" if "guard" in variant else "–"
+            print(
+                f"| {pool} | {variant} | {f('frozen')} | {f('router_frozen')} | {f('online')} | "
+                f"{f('best_single')} | {f('oracle')} | {v['distinct_choices']:.1f} | {fired} |"
+            )
+        if "ridge_on_features" in r:
+            m_, s_ = r["ridge_on_features"]
+            print(
+                f"| {pool} | supervised reference: ridge regression of every model's win on "
+                f"the same features, argmax | {100 * m_:.2f} ± {100 * s_:.2f} | | | | | | |"
+            )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="speed,bbh,mmlu,alpaca")
+    ap.add_argument("--only", default="speed,bbh,mmlu,mmlu_context,alpaca")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--passes", type=int, default=15)
-    ap.add_argument("--modes", default="faithful,fixed", help="MMLU-Pro modes to run")
+    ap.add_argument("--modes", default="faithful,fixed", help="BBH and MMLU-Pro modes to run")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "marl.json"))
     ap.add_argument("--fixed-agg-lr", type=float, help="fixed mode's aggregator Adam rate")
     args = ap.parse_args(argv)
@@ -414,9 +565,11 @@ def main(argv=None) -> int:
     if "speed" in only and BBH.is_file():
         speed(out)
     if "bbh" in only and BBH.is_file():
-        bbh(out, seeds, args.passes)
+        bbh(out, seeds, args.passes, modes=tuple(args.modes.split(",")))
     if "mmlu" in only and MMLU.is_file():
         mmlu(out, seeds, args.passes, modes=tuple(args.modes.split(",")))
+    if "mmlu_context" in only and MMLU.is_file() and MMLU_TEXTS.is_file():
+        mmlu_context(out, seeds, args.passes)
     if "alpaca" in only and ALPACA.is_file():
         alpaca(out, seeds)
     path = Path(args.out)

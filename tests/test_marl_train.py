@@ -35,7 +35,13 @@ def test_forced_all_ones_equals_plurality_of_all(window):
     b = _bundle(1)
     ta = task_arrays(b)
     cfg = MarlConfig.for_mode(
-        "fixed", weights=PLURALITY_ONLY, window=window, select_passes=1, update_freq=25
+        "fixed",
+        weights=PLURALITY_ONLY,
+        window=window,
+        select_passes=1,
+        update_freq=25,
+        val_fraction=0.0,
+        guard=False,
     )
     run = fit_tasks([ta], cfg, force_all=True, phases=("select",))[0]
     first = max(window, 1)

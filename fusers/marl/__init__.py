@@ -6,8 +6,11 @@ See ``docs/marl.md``. The environment is a set of pure JAX functions (:func:`res
 ``jax.lax.scan`` and vmapped over tasks and seeds.
 """
 
+from ._agents import VoteAggregator as VoteAggregator
 from ._config import MODES as MODES
 from ._config import MarlConfig as MarlConfig
+from ._context import read_texts as read_texts
+from ._context import text_features as text_features
 from ._env import WINDOW_METRICS as WINDOW_METRICS
 from ._env import EnvData as EnvData
 from ._env import EnvSpec as EnvSpec
@@ -20,6 +23,7 @@ from ._env import window_metrics as window_metrics
 from ._env import window_score as window_score
 from ._fit import TaskArrays as TaskArrays
 from ._fit import TaskRun as TaskRun
+from ._fit import carve_validation as carve_validation
 from ._fit import fit_tasks as fit_tasks
 from ._fit import task_arrays as task_arrays
 from ._model import MarlFocal as MarlFocal
@@ -41,6 +45,8 @@ __all__ = [
     "RouterRun",
     "TaskArrays",
     "TaskRun",
+    "VoteAggregator",
+    "carve_validation",
     "check_quality",
     "cost_metric",
     "env_data",
@@ -49,10 +55,12 @@ __all__ = [
     "inference_records",
     "load_marl",
     "observe",
+    "read_texts",
     "reset",
     "scored_rows",
     "step",
     "task_arrays",
+    "text_features",
     "window_metrics",
     "window_score",
     "write_records",

@@ -13,13 +13,22 @@ with warnings.catch_warnings():  # distrax's TFP backend warns about a deprecate
     warnings.simplefilter("ignore", DeprecationWarning)
     import distrax
 
-__all__ = ["Aggregator", "Decider", "init_aggregator", "init_decider"]
+__all__ = [
+    "Aggregator",
+    "Decider",
+    "VoteAggregator",
+    "init_aggregator",
+    "init_decider",
+    "vote_matrix",
+]
 
 _NEG = -1e9
 
 
 class Decider(nnx.Module):
-    """Selection agent: ``h = relu(Dense(M+2 → 128)(s))``, one 2-way softmax head per model.
+    """Selection agent: ``h = relu(Dense(M+2+d → 128)(s))``, one 2-way softmax head per model.
+
+    ``d`` is the length of the query features of a contextual decider (0: the reference's).
 
     The ``M`` heads are stored as one ``Dense(128 → 2M)`` (the same function as ``M`` separate
     ``Dense(128 → 2)`` layers); a value head ``Dense(128 → 1)`` serves PPO's baseline and is
@@ -32,9 +41,11 @@ class Decider(nnx.Module):
         ((3, 2), ())
     """
 
-    def __init__(self, n_models: int, *, hidden: int = 128, rngs: nnx.Rngs) -> None:
+    def __init__(
+        self, n_models: int, *, n_context: int = 0, hidden: int = 128, rngs: nnx.Rngs
+    ) -> None:
         self.n_models = int(n_models)
-        self.trunk = nnx.Linear(self.n_models + 2, hidden, rngs=rngs)
+        self.trunk = nnx.Linear(self.n_models + 2 + int(n_context), hidden, rngs=rngs)
         self.heads = nnx.Linear(hidden, 2 * self.n_models, rngs=rngs)
         self.value = nnx.Linear(hidden, 1, rngs=rngs)
 
@@ -78,24 +89,92 @@ class Aggregator(nnx.Module):
         return logits, self.value(h)[..., 0]
 
 
+class VoteAggregator(nnx.Module):
+    """Fusion agent of the fixed mode: a learnable weighted vote of the consulted models.
+
+    The class logits of a query are
+
+    ``z_c = exp(τ) · (Σ_j exp(θ_j)·v_jc + Σ_j σ_j·p_jc) + r_c(x)``
+
+    where ``v_j`` is consulted member ``j``'s one-hot vote (zero if not consulted or abstaining),
+    ``p_j`` its per-class probabilities (zero if not consulted), ``θ_j`` a per-model trust logit
+    (init 0), ``σ_j`` a per-model weight of its soft vote (init 0), ``τ`` a sharpness (init 0)
+    and ``r`` a residual ``Dense(M·C → H) → sigmoid → Dense(H → C)`` whose output layer is
+    zero-initialised. Untrained, the logits are the plain vote counts, so the greedy answer is
+    exactly the plurality vote of the consulted models (ties to the smallest class) and the
+    sampled answer follows the vote shares. Learning can only move it from there: trust and
+    soft weights are per model, not per class, so what is learned on one class transfers to
+    every class; only the residual can learn class-specific corrections. A value head
+    ``Dense(H → 1)`` on the residual's hidden layer serves PPO's baseline.
+
+    Example:
+        >>> a = VoteAggregator(3, 2, rngs=nnx.Rngs(0))
+        >>> votes = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+        >>> logits, _ = a(jnp.zeros(6), jnp.array([True, True]), votes)
+        >>> logits.tolist()
+        [2.0, 1.0]
+    """
+
+    def __init__(self, n_models: int, n_classes: int, *, hidden: int = 32, rngs: nnx.Rngs):
+        zeros = nnx.initializers.zeros_init()
+        self.trust = nnx.Param(jnp.zeros(n_models, jnp.float32))
+        self.soft = nnx.Param(jnp.zeros(n_models, jnp.float32))
+        self.sharpness = nnx.Param(jnp.zeros((), jnp.float32))
+        self.l1 = nnx.Linear(n_models * n_classes, hidden, rngs=rngs)
+        self.res = nnx.Linear(hidden, n_classes, kernel_init=zeros, bias_init=zeros, rngs=rngs)
+        self.value = nnx.Linear(hidden, 1, rngs=rngs)
+
+    def __call__(
+        self, x: jax.Array, class_mask: jax.Array, votes: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Masked class logits ``(..., C)`` and the value ``(...)``.
+
+        Args:
+            x: ``(..., M·C)`` consulted members' probabilities, flattened (others zero).
+            class_mask: ``(C,)`` the task's real classes.
+            votes: ``(..., M, C)`` consulted members' one-hot votes.
+        """
+        probs = x.reshape(votes.shape)
+        tally = jnp.einsum("m,...mc->...c", jnp.exp(self.trust[...]), votes)
+        tally = tally + jnp.einsum("m,...mc->...c", self.soft[...], probs)
+        h = jax.nn.sigmoid(self.l1(x))
+        logits = jnp.exp(self.sharpness[...]) * tally + self.res(h)
+        return jnp.where(class_mask, logits, _NEG), self.value(h)[..., 0]
+
+
+def vote_matrix(team: jax.Array, preds_t: jax.Array, n_classes: int) -> jax.Array:
+    """``(M, C)`` one-hot votes of the consulted members (abstentions and others zero).
+
+    Example:
+        >>> vote_matrix(jnp.array([1, 0, 1]), jnp.array([1, 0, -1]), 2).tolist()
+        [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+    return jax.nn.one_hot(preds_t, n_classes) * jnp.asarray(team, jnp.float32)[:, None]
+
+
 def aggregator_dist(logits: jax.Array) -> distrax.Categorical:
     """The aggregator's policy over classes."""
     return distrax.Categorical(logits=logits)
 
 
-def init_decider(key, n_models: int):
-    """``(graphdef, params)`` of a fresh decider seeded by ``key``.
+def init_decider(key, n_models: int, n_context: int = 0):
+    """``(graphdef, params)`` of a fresh decider seeded by ``key`` (``n_context`` features).
 
     Example:
         >>> gd, p = init_decider(jax.random.key(0), 3)
         >>> p["heads"]["kernel"].shape
         (128, 6)
     """
-    return nnx.split(Decider(n_models, rngs=nnx.Rngs(key)))
+    return nnx.split(Decider(n_models, n_context=n_context, rngs=nnx.Rngs(key)))
 
 
-def init_aggregator(key, n_models: int, n_classes: int, pad_classes: int | None = None):
+def init_aggregator(
+    key, n_models: int, n_classes: int, pad_classes: int | None = None, *, kind: str = "mlp"
+):
     """``(graphdef, params)`` of a fresh aggregator, zero-padded to ``pad_classes`` classes.
+
+    ``kind``: ``"mlp"`` (:class:`Aggregator`, the reference's) or ``"vote"``
+    (:class:`VoteAggregator`).
 
     Weights are drawn at the true size ``n_classes`` (so Xavier scales are those of the task)
     and then embedded in a ``pad_classes`` network whose extra inputs and outputs are zero and
@@ -107,6 +186,8 @@ def init_aggregator(key, n_models: int, n_classes: int, pad_classes: int | None 
         ((10, 100), (100, 5))
     """
     pad = n_classes if pad_classes is None else int(pad_classes)
+    if kind == "vote":
+        return _init_vote(key, n_models, n_classes, pad)
     _, small = nnx.split(Aggregator(n_models, n_classes, rngs=nnx.Rngs(key)))
     gd, big = nnx.split(Aggregator(n_models, pad, rngs=nnx.Rngs(0)))
     if pad == n_classes:
@@ -123,5 +204,22 @@ def init_aggregator(key, n_models: int, n_classes: int, pad_classes: int | None 
     b["l1"]["bias"], b["l2"] = s["l1"]["bias"], s["l2"]
     b["l3"] = {"kernel": jnp.asarray(k3), "bias": jnp.asarray(b3)}
     b["value"] = s["value"]
+    nnx.replace_by_pure_dict(big, b)
+    return gd, big
+
+
+def _init_vote(key, n_models: int, n_classes: int, pad: int):
+    """A vote aggregator drawn at the true size and embedded in a ``pad``-class one."""
+    _, small = nnx.split(VoteAggregator(n_models, n_classes, rngs=nnx.Rngs(key)))
+    gd, big = nnx.split(VoteAggregator(n_models, pad, rngs=nnx.Rngs(0)))
+    if pad == n_classes:
+        return gd, small
+    s = nnx.to_pure_dict(small)
+    b = nnx.to_pure_dict(big)
+    k1 = np.zeros((n_models, pad, b["l1"]["kernel"].shape[1]), np.float32)
+    k1[:, :n_classes] = np.asarray(s["l1"]["kernel"]).reshape(n_models, n_classes, -1)
+    b["l1"] = {"kernel": jnp.asarray(k1.reshape(n_models * pad, -1)), "bias": s["l1"]["bias"]}
+    for name in ("trust", "soft", "sharpness", "value"):
+        b[name] = s[name]
     nnx.replace_by_pure_dict(big, b)
     return gd, big

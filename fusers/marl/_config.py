@@ -56,6 +56,20 @@ class MarlConfig:
             decider then never leaves the all-ones team), fixed ``-1`` (below any window score
             of the default weights).
 
+        aggregator: ``"mlp"`` (faithful: the reference's class-logit network fed the consulted
+            members' inputs; from a few dozen updates of ±1 rewards it often settles on a
+            constant class) or ``"vote"`` (fixed: :class:`~fusers.marl.VoteAggregator`, a
+            learnable weighted vote that starts as the plurality of the consulted models; its
+            Adam rate ``lr_aggregator`` is 1e-2, set a priori because its parameters are O(1)
+            per-model log-weights that 1e-3 would barely move in the ~100 steps of a run).
+        val_fraction: share of the training rows (seeded by the seed and the task) held out
+            as a validation slice: the agents train on the rest, and the frozen policy is scored
+            on the slice (fixed 0.2; faithful 0: no slice).
+        guard: when the trained router is not better than the best single model (chosen on the
+            other training rows) on the validation slice, the frozen policy consults that best
+            single model (chosen on all training rows) alone (fixed: on; faithful: off). No
+            test row is read by this choice.
+
     Both modes report test accuracy twice: ``online`` (the reference protocol: both agents keep
     learning from test rewards, i.e. test labels) and ``frozen`` (no update, and the window is
     the training rows: no test label is read). The fixed mode's headline number is ``frozen``.
@@ -93,6 +107,9 @@ class MarlConfig:
     greedy_eval: bool = True
     accuracy_minus_one: bool = False
     sentinel: float = -1.0
+    aggregator: str = "vote"
+    val_fraction: float = 0.2
+    guard: bool = True
 
     @classmethod
     def for_mode(cls, mode: str = "fixed", **overrides: Any) -> MarlConfig:
@@ -113,7 +130,12 @@ class MarlConfig:
                 greedy_eval=False,
                 accuracy_minus_one=True,
                 sentinel=-99.0,
+                aggregator="mlp",
+                val_fraction=0.0,
+                guard=False,
             )
+        else:
+            base.update(lr_aggregator=1e-2)
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise InputError(f"config: unknown setting {unknown[0]!r}")
@@ -126,6 +148,12 @@ class MarlConfig:
         """``self`` after range checks (one-line :class:`InputError` otherwise)."""
         if self.algorithm not in ("reinforce", "ppo"):
             raise InputError(f"algorithm: use reinforce or ppo, got {self.algorithm!r}")
+        if self.aggregator not in ("mlp", "vote"):
+            raise InputError(f"aggregator: use mlp or vote, got {self.aggregator!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise InputError(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if self.guard and self.val_fraction == 0:
+            raise InputError("guard: needs a validation slice (val_fraction > 0)")
         if len(self.weights) != 8:
             raise InputError(f"weights: need 8 metric weights, got {len(self.weights)}")
         for name in ("window", "test_window"):

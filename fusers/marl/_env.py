@@ -59,6 +59,8 @@ class EnvData(NamedTuple):
         labels: ``(n,)`` int32 gold class (``-1`` on padding rows).
         inputs: ``(M, n, C)`` float32 aggregator inputs per member.
         class_mask: ``(C,)`` bool, the classes the task really has (padding excluded).
+        context: ``(n, d)`` float32 query features seen by a contextual decider (``d = 0``:
+            none, the reference decider).
 
     Example:
         >>> env_data([[0, 1], [1, 1]], [0, 1], np.ones((2, 2, 2))).class_mask.tolist()
@@ -70,6 +72,7 @@ class EnvData(NamedTuple):
     labels: Any
     inputs: Any
     class_mask: Any
+    context: Any = None
 
 
 class EnvSpec(NamedTuple):
@@ -95,7 +98,7 @@ class EnvSpec(NamedTuple):
     faithful_metrics: bool = False
 
 
-def env_data(preds, labels, inputs, *, n_classes: int | None = None) -> EnvData:
+def env_data(preds, labels, inputs, *, n_classes: int | None = None, context=None) -> EnvData:
     """Build :class:`EnvData` from NumPy arrays (validated).
 
     Args:
@@ -103,6 +106,7 @@ def env_data(preds, labels, inputs, *, n_classes: int | None = None) -> EnvData:
         labels: ``(n,)`` int gold classes.
         inputs: ``(M, n, C)`` aggregator inputs (e.g. per-member probabilities).
         n_classes: ``C`` (default: ``inputs.shape[2]``).
+        context: ``(n, d)`` query features for a contextual decider (default: none).
 
     Example:
         >>> d = env_data([[0, 1], [1, 1]], [0, 1], np.eye(2)[[[0, 1], [1, 1]]])
@@ -119,6 +123,11 @@ def env_data(preds, labels, inputs, *, n_classes: int | None = None) -> EnvData:
     if inputs.shape[:2] != preds.shape:
         raise InputError(f"inputs: shape {inputs.shape} does not match preds {preds.shape}")
     c = inputs.shape[2] if n_classes is None else int(n_classes)
+    if context is None:
+        context = np.zeros((labels.size, 0), np.float32)
+    context = np.asarray(context, dtype=np.float32)
+    if context.ndim != 2 or context.shape[0] != labels.size:
+        raise InputError(f"context: need ({labels.size}, d) features, got {context.shape}")
     correct = (preds == labels[None, :]) & (preds >= 0)
     return EnvData(
         preds=preds,
@@ -126,6 +135,7 @@ def env_data(preds, labels, inputs, *, n_classes: int | None = None) -> EnvData:
         labels=labels,
         inputs=inputs,
         class_mask=np.arange(inputs.shape[2]) < c,
+        context=context,
     )
 
 
@@ -303,7 +313,10 @@ def reset(data: EnvData):
 
 
 def observe(data: EnvData, spec: EnvSpec, pool, t, floor=0, horizon=None):
-    """The decider's state at row ``t``: ``[pool, F(pool; window), |pool|]`` (length M + 2).
+    """The decider's state at row ``t``: ``[pool, F(pool; window), |pool|, x_t]``.
+
+    ``x_t`` is row ``t``'s query features (``data.context``; absent for the reference decider,
+    whose state has length M + 2).
 
     Example:
         >>> d = env_data([[0, 1, 1], [1, 1, 0]], [0, 1, 1], np.eye(2)[[[0, 1, 1], [1, 1, 0]]])
@@ -311,7 +324,10 @@ def observe(data: EnvData, spec: EnvSpec, pool, t, floor=0, horizon=None):
         (4,)
     """
     f = window_score(data, spec, pool, t, floor, horizon)
-    return jnp.concatenate([pool, f[None], pool.sum()[None]]).astype(jnp.float32)
+    parts = [pool, f[None], pool.sum()[None]]
+    if data.context is not None and data.context.shape[-1] > 0:
+        parts.append(data.context[t])
+    return jnp.concatenate(parts).astype(jnp.float32)
 
 
 def team_plurality(team, preds_t, n_classes: int):

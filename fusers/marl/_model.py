@@ -14,6 +14,7 @@ from ensembles import Bundle
 from ensembles.util import InputError, jsonable, write_atomic
 
 from ._config import MarlConfig
+from ._context import text_features
 from ._fit import TaskRun, fit_tasks, task_arrays
 
 __all__ = ["MarlFocal", "cost_metric", "inference_records", "load_marl", "write_records"]
@@ -105,6 +106,11 @@ class MarlFocal:
         mode: ``"fixed"`` (default) or ``"faithful"`` (see :class:`fusers.marl.MarlConfig`).
         seed: seed of the agents and of every sampled action.
         as_stored: undo the BBH label fix (published-number comparisons only).
+        context: ``None`` (the reference decider, blind to the query) or ``"tfidf"``: the
+            decider also sees ``context_dim`` TF-IDF + SVD features of the query text, fitted on
+            the training rows' texts only (:func:`~fusers.marl.text_features`); ``fit`` and
+            ``evaluate`` then need ``texts``, one per bundle row.
+        context_dim: length of the query features.
         **settings: any :class:`~fusers.marl.MarlConfig` field.
 
     Attributes:
@@ -126,17 +132,49 @@ class MarlFocal:
     """
 
     def __init__(
-        self, *, mode: str = "fixed", seed: int = 0, as_stored: bool = False, **settings: Any
+        self,
+        *,
+        mode: str = "fixed",
+        seed: int = 0,
+        as_stored: bool = False,
+        context: str | None = None,
+        context_dim: int = 32,
+        **settings: Any,
     ) -> None:
         self.mode = mode
         self.seed = seed
         self.as_stored = as_stored
+        self.context = context
+        self.context_dim = context_dim
         self.settings = settings
 
-    def fit(self, bundle: Bundle, *, progress: Callable[[int, int], None] | None = None):
-        """Train on the bundle's train (and val) rows; the test rows give ``run_``."""
+    def _features(self, bundle: Bundle, texts: Sequence[str] | None):
+        if self.context is None:
+            return None
+        if self.context != "tfidf":
+            raise InputError(f"context: use tfidf (or none), got {self.context!r}")
+        if texts is None:
+            raise InputError("texts: a contextual decider needs the query texts (--texts)")
+        if len(texts) != bundle.n_samples:
+            raise InputError(f"texts: need {bundle.n_samples} texts, got {len(texts)}")
+        if bundle.split is None:
+            raise InputError("split: MARL-Focal needs train and test rows (a bundle 'split')")
+        train = np.flatnonzero(np.asarray(bundle.split) != "test")
+        return text_features(texts, train, dim=self.context_dim, seed=self.seed)
+
+    def fit(
+        self,
+        bundle: Bundle,
+        *,
+        texts: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        """Train on the bundle's train (and val) rows; the test rows give ``run_``.
+
+        ``texts``: one query text per bundle row (only with ``context="tfidf"``).
+        """
         self.config_ = MarlConfig.for_mode(self.mode, **self.settings)
-        ta = task_arrays(bundle, as_stored=self.as_stored)
+        ta = task_arrays(bundle, as_stored=self.as_stored, context=self._features(bundle, texts))
         self.models_ = ta.models
         self.task_ = bundle.task
         self.n_classes_ = ta.n_classes
@@ -145,15 +183,24 @@ class MarlFocal:
         )[0]
         return self
 
-    def evaluate(self, bundle: Bundle, *, prices: Sequence[float] | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        bundle: Bundle,
+        *,
+        prices: Sequence[float] | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """Test accuracy (frozen and online), models consulted, cost, and per-query records.
+
+        ``texts``: the query texts of a contextual model (the same bundle and texts as at
+        training give the same features: they are refitted on the training rows).
 
         Returns:
             ``{"accuracy", "frozen": {...}, "online": {...}, "mean_consulted", "cost",
             "records"}``; ``accuracy`` is the frozen one (no test label read).
         """
         self._check_fitted()
-        ta = task_arrays(bundle, as_stored=self.as_stored)
+        ta = task_arrays(bundle, as_stored=self.as_stored, context=self._features(bundle, texts))
         if ta.models != self.models_:
             raise InputError("models: the bundle's models differ from the trained pool")
         run = fit_tasks([ta], self.config_, seeds=[self.seed], params=[self.run_.params])[0]
@@ -162,6 +209,7 @@ class MarlFocal:
             "frozen": {"accuracy": run.frozen_accuracy, "steps": run.frozen_steps},
             "online": {"accuracy": run.online_accuracy, "steps": run.online_steps},
             "mean_consulted": run.mean_consulted,
+            "fallback": run.fallback,
             "cost": None if prices is None else cost_metric(run.frozen_teams, prices),
             "records": inference_records(run, self.models_, bundle),
         }
@@ -182,6 +230,8 @@ class MarlFocal:
             "mode": self.mode,
             "seed": self.seed,
             "as_stored": self.as_stored,
+            "context": self.context,
+            "context_dim": self.context_dim,
             "settings": self.settings,
             "config": self.config_.to_dict(),
             "models": list(self.models_),
@@ -193,6 +243,13 @@ class MarlFocal:
                 "frozen": {"accuracy": r.frozen_accuracy, "steps": r.frozen_steps},
                 "online": {"accuracy": r.online_accuracy, "steps": r.online_steps},
                 "mean_consulted": r.mean_consulted,
+            },
+            "validation": {
+                "accuracy": r.val_accuracy,
+                "best_single": r.val_best_single,
+                "fallback": r.fallback,
+                "fallback_model": None if r.fallback_model < 0 else self.models_[r.fallback_model],
+                "router_frozen_accuracy": r.router_frozen_accuracy,
             },
             "versions": _versions(),
         }
@@ -241,7 +298,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("jax", "flax", "optax", "rlax", "distrax", "numpy"):
+    for name in ("jax", "flax", "optax", "rlax", "distrax", "numpy", "scikit-learn"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:  # pragma: no cover
@@ -272,13 +329,30 @@ def load_marl(directory: str | Path) -> MarlFocal:
     if meta.get("method") != "marl-focal":
         raise InputError(f"{d / _META}: not a MARL-Focal model")
     m = MarlFocal(
-        mode=meta["mode"], seed=meta["seed"], as_stored=meta["as_stored"], **meta["settings"]
+        mode=meta["mode"],
+        seed=meta["seed"],
+        as_stored=meta["as_stored"],
+        context=meta.get("context"),
+        context_dim=meta.get("context_dim", 32),
+        **meta["settings"],
     )
-    m.config_ = MarlConfig.for_mode(meta["mode"], **meta["settings"])
+    settings = dict(meta["settings"])
+    saved_cfg = meta.get("config", {})
+    if meta["mode"] == "fixed" and "aggregator" not in saved_cfg:
+        # saved before the vote aggregator and the guard existed: rebuild that fixed mode
+        settings = {
+            "aggregator": "mlp",
+            "val_fraction": 0.0,
+            "guard": False,
+            "lr_aggregator": saved_cfg.get("lr_aggregator", 1e-3),
+        } | settings
+        m.settings = settings
+    m.config_ = MarlConfig.for_mode(meta["mode"], **settings)
     m.models_ = tuple(meta["models"])
     m.task_ = meta["task"]
     m.n_classes_ = meta["n_classes"]
     params = _unflatten(flat)
+    val = meta.get("validation", {})
     m.run_ = TaskRun(
         task=meta["task"] or "task",
         seed=meta["seed"],
@@ -293,5 +367,14 @@ def load_marl(directory: str | Path) -> MarlFocal:
         frozen_correct=np.zeros(0, bool),
         frozen_rows=np.zeros(0, np.int64),
         params=params,
+        val_accuracy=_nan(val.get("accuracy")),
+        val_best_single=_nan(val.get("best_single")),
+        fallback=bool(val.get("fallback", False)),
+        fallback_model=int(np.asarray(params.get("guard", {}).get("model", -1))),
+        router_frozen_accuracy=_nan(val.get("router_frozen_accuracy")),
     )
     return m
+
+
+def _nan(x: Any) -> float:
+    return float("nan") if x is None else float(x)

@@ -7,6 +7,12 @@ model (``2M``); action = one model (categorical); policy ``2M → 100 → 100 �
 hidden layers; reward = the chosen model's quality (a NaN cell counts 0); REINFORCE with
 normalised discounted returns, Adam 1e-4, γ 0.99, an update every 10 steps, 25 passes.
 
+Beyond the paper (optional): ``context`` adds a feature vector of the prompt (e.g.
+:func:`~fusers.marl.text_features` of its text, fitted on the training rows) to the state, so
+the choice can depend on the query; ``val_fraction`` holds out a seeded validation slice of the
+training rows and ``guard`` then routes every test prompt to the best single model when the
+trained router is not better than that model on the slice.
+
 Test: ``online`` (the reference protocol: the previous test row's qualities enter the state and
 the policy keeps learning from test rewards) and ``frozen`` (no update, greedy choice, and the
 quality part of the state is the mean training quality of each model: no test judgment read).
@@ -64,7 +70,11 @@ class RouterRun:
         online: mean quality with online learning (reference protocol).
         best_single: the model with the best mean training quality, and its test quality.
         oracle: mean over test rows of the best quality any model reaches.
-        choices: ``(n_test,)`` model chosen per test row (frozen).
+        choices: ``(n_test,)`` model chosen per test row (frozen, after the guard).
+        val: the trained router's mean quality on the validation slice (NaN: no slice).
+        val_best_single: on the slice, the best single model chosen on the other train rows.
+        fallback: the guard replaced the router by the best single model.
+        router_frozen: the trained router's frozen test quality without the guard.
 
     Example:
         >>> RouterRun(0, [0.5], 0.9, 0.8, (1, 0.9), 1.0, np.array([1, 1])).best_single
@@ -78,6 +88,10 @@ class RouterRun:
     best_single: tuple[int, float]
     oracle: float
     choices: np.ndarray
+    val: float = float("nan")
+    val_best_single: float = float("nan")
+    fallback: bool = False
+    router_frozen: float = float("nan")
 
 
 def fit_router(
@@ -91,6 +105,9 @@ def fit_router(
     lr: float = 1e-4,
     gamma: float = 0.99,
     hidden: int = 100,
+    context: Any = None,
+    val_fraction: float = 0.0,
+    guard: bool = False,
 ) -> list[RouterRun]:
     """Train the open-ended router per seed (vmapped) and test it frozen and online.
 
@@ -99,6 +116,13 @@ def fit_router(
         train_rows, test_rows: row indices, one pair per seed (``(S, n_train)``, ``(S, n_test)``)
             or a single pair shared by every seed.
         seeds, passes, update_freq, lr, gamma, hidden: as in the module docstring.
+        context: optional query features, ``(N, d)`` or one ``(S, N, d)`` per seed (features
+            fitted on that seed's training rows); appended to the state.
+        val_fraction: share of each seed's training rows held out (seeded) as a validation
+            slice; the router trains on the rest.
+        guard: with a slice, route to the best single model (chosen on all training rows) when
+            the router's mean quality on the slice is not above the best single model's
+            (chosen on the other training rows).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -123,15 +147,49 @@ def fit_router(
         te = np.broadcast_to(te, (len(seeds), te.size))
     if tr.shape[0] != len(seeds) or tr.shape[1] < 2 or te.shape[1] < 1:
         raise InputError("rows: need at least 2 train rows and 1 test row per seed")
+    if guard and val_fraction <= 0:
+        raise InputError("guard: needs a validation slice (val_fraction > 0)")
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction: must be in [0, 1), got {val_fraction}")
+    n_val = max(1, int(round(val_fraction * tr.shape[1]))) if val_fraction > 0 else 0
+    if tr.shape[1] - n_val < 2:
+        raise InputError("val_fraction: leaves fewer than 2 training rows")
+    fit, val = [], []
+    for i, s in enumerate(seeds):  # the slice: a seeded draw from the training rows only
+        is_val = np.zeros(tr.shape[1], bool)
+        if n_val:
+            rng = np.random.default_rng([s, 0x5A1])
+            is_val[rng.choice(tr.shape[1], n_val, replace=False)] = True
+        fit.append(tr[i][~is_val])
+        val.append(tr[i][is_val])
+    fit, val = np.stack(fit), np.stack(val)
+    d_ctx = 0
+    if context is not None:
+        ctx = np.asarray(context, np.float32)
+        if ctx.ndim == 2:
+            ctx = np.broadcast_to(ctx, (len(seeds), *ctx.shape))
+        if ctx.ndim != 3 or ctx.shape[:2] != (len(seeds), q.shape[1]):
+            raise InputError(
+                f"context: need ({q.shape[1]}, d) or ({len(seeds)}, {q.shape[1]}, d) features, "
+                f"got shape {np.shape(context)}"
+            )
+        if not np.isfinite(ctx).all():
+            raise InputError("context: features must be finite")
+        d_ctx = ctx.shape[2]
+    else:
+        ctx = np.zeros((len(seeds), q.shape[1], 0), np.float32)
     q0 = np.nan_to_num(q, nan=0.0).astype(np.float32)
-    qtr = np.stack([q0[:, r] for r in tr])  # (S, M, n_tr)
+    qtr = np.stack([q0[:, r] for r in fit])  # (S, M, n_fit)
     qte = np.stack([q0[:, r] for r in te])
-    mean_tr = qtr.mean(axis=2)  # (S, M)
+    xtr = np.stack([c[r] for c, r in zip(ctx, fit, strict=True)])  # (S, n_fit, d)
+    xte = np.stack([c[r] for c, r in zip(ctx, te, strict=True)])
+    mean_fit = qtr.mean(axis=2)  # (S, M)
+    mean_tr = np.stack([q0[:, r].mean(axis=1) for r in tr])  # all training rows
 
     class Policy(nnx.Module):
         def __init__(self, rngs):
             k, b = nnx.initializers.xavier_uniform(), nnx.initializers.constant(0.01)
-            self.l1 = nnx.Linear(2 * m, hidden, kernel_init=k, bias_init=b, rngs=rngs)
+            self.l1 = nnx.Linear(2 * m + d_ctx, hidden, kernel_init=k, bias_init=b, rngs=rngs)
             self.l2 = nnx.Linear(hidden, hidden, kernel_init=k, bias_init=b, rngs=rngs)
             self.l3 = nnx.Linear(hidden, m, kernel_init=k, bias_init=b, rngs=rngs)
 
@@ -161,14 +219,14 @@ def fit_router(
         tt[: t.size] = t
         return tt.reshape(k, update_freq), valid.reshape(k, update_freq)
 
-    def run(p, o, key, qm, hist, t_idx, valid, learn: bool, greedy: bool):
-        """qm (M, n): qualities; hist: None (previous row) or (M,) constant."""
+    def run(p, o, key, qm, xm, hist, t_idx, valid, learn: bool, greedy: bool):
+        """qm (M, n): qualities; xm (n, d): context; hist: None (previous row) or (M,)."""
 
         def body(p, c, x):
             prev, key = c
             t, v = x
             prev_q = qm[:, jnp.maximum(t - 1, 0)] * (t > 0) if hist is None else hist
-            s = jnp.concatenate([jax.nn.one_hot(prev, m), prev_q])
+            s = jnp.concatenate([jax.nn.one_hot(prev, m), prev_q, xm[t]])
             key, k = jax.random.split(key)
             logits = apply(p, s)
             a = jnp.argmax(logits) if greedy else jax.random.categorical(k, logits)
@@ -203,40 +261,70 @@ def fit_router(
         (p, o, _, _), (a, r, vv) = jax.lax.scan(chunk, (p, o, jnp.int32(0), key), (t_idx, valid))
         return p, o, a, r, vv
 
-    t_tr, v_tr = chunks(tr.shape[1], passes)
+    t_tr, v_tr = chunks(fit.shape[1], passes)
     t_te, v_te = chunks(te.shape[1], 1)
     train_fn = jax.jit(
-        jax.vmap(lambda p, o, k, qm: run(p, o, k, qm, None, t_tr, v_tr, True, False))
+        jax.vmap(lambda p, o, k, qm, xm: run(p, o, k, qm, xm, None, t_tr, v_tr, True, False))
     )
     online_fn = jax.jit(
-        jax.vmap(lambda p, o, k, qm: run(p, o, k, qm, None, t_te, v_te, True, False))
+        jax.vmap(lambda p, o, k, qm, xm: run(p, o, k, qm, xm, None, t_te, v_te, True, False))
     )
     frozen_fn = jax.jit(
-        jax.vmap(lambda p, o, k, qm, h: run(p, o, k, qm, h, t_te, v_te, False, True))
+        jax.vmap(lambda p, o, k, qm, xm, h: run(p, o, k, qm, xm, h, t_te, v_te, False, True))
     )
     keys = jnp.stack(keys)
     k_tr = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     k_on = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    params, opt, _, r_tr, v_tr_out = train_fn(params, opt, k_tr, jnp.asarray(qtr))
-    _, _, _, r_on, v_on = online_fn(params, opt, k_on, jnp.asarray(qte))
-    _, _, a_fz, r_fz, v_fz = frozen_fn(params, opt, k_on, jnp.asarray(qte), jnp.asarray(mean_tr))
+    params, opt, _, r_tr, v_tr_out = train_fn(params, opt, k_tr, jnp.asarray(qtr), xtr)
+    _, _, _, r_on, v_on = online_fn(params, opt, k_on, jnp.asarray(qte), xte)
+    _, _, a_fz, r_fz, v_fz = frozen_fn(
+        params, opt, k_on, jnp.asarray(qte), xte, jnp.asarray(mean_tr)
+    )
+    val_q = np.full(len(seeds), np.nan)
+    if n_val:
+        qva = np.stack([q0[:, r] for r in val])
+        xva = np.stack([c[r] for c, r in zip(ctx, val, strict=True)])
+        t_va, v_va = chunks(n_val, 1)
+        val_fn = jax.jit(
+            jax.vmap(lambda p, o, k, qm, xm, h: run(p, o, k, qm, xm, h, t_va, v_va, False, True))
+        )
+        _, _, _, r_va, vv_va = val_fn(
+            params, opt, k_on, jnp.asarray(qva), xva, jnp.asarray(mean_fit)
+        )
+        val_q = [
+            float(np.asarray(r_va[i]).reshape(-1)[np.asarray(vv_va[i]).reshape(-1)].mean())
+            for i in range(len(seeds))
+        ]
     out = []
     for i, s in enumerate(seeds):
         rt = np.asarray(r_tr[i]).reshape(-1)[np.asarray(v_tr_out[i]).reshape(-1)]
         curve = rt.reshape(passes, -1).mean(axis=1).tolist()
         best = int(np.argmax(mean_tr[i]))
         vf = np.asarray(v_fz[i]).reshape(-1)
+        router = float(np.asarray(r_fz[i]).reshape(-1)[vf].mean())
+        choices = np.asarray(a_fz[i]).reshape(-1)[vf]
+        vbest = np.nan
+        fallback = False
+        if n_val:
+            vbest = float(q0[int(np.argmax(mean_fit[i])), val[i]].mean())
+            fallback = bool(guard and val_q[i] <= vbest)
+        if fallback:
+            choices = np.full_like(choices, best)
         out.append(
             RouterRun(
                 seed=s,
                 curve=[float(x) for x in curve],
-                frozen=float(np.asarray(r_fz[i]).reshape(-1)[vf].mean()),
+                frozen=float(qte[i, best].mean()) if fallback else router,
                 online=float(
                     np.asarray(r_on[i]).reshape(-1)[np.asarray(v_on[i]).reshape(-1)].mean()
                 ),
                 best_single=(best, float(qte[i, best].mean())),
                 oracle=float(qte[i].max(axis=0).mean()),
-                choices=np.asarray(a_fz[i]).reshape(-1)[vf],
+                choices=choices,
+                val=float(val_q[i]),
+                val_best_single=vbest,
+                fallback=fallback,
+                router_frozen=router,
             )
         )
     return out

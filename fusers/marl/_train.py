@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import rlax
 
-from ._agents import aggregator_dist, decider_dist
+from ._agents import aggregator_dist, decider_dist, vote_matrix
 from ._env import EnvData, EnvSpec, observe, step, team_plurality
 
 __all__ = [
@@ -49,6 +49,7 @@ class PhaseSpec(NamedTuple):
     clip: float
     ppo_epochs: int
     value_coef: float
+    aggregator_kind: str = "mlp"
 
 
 class Schedule(NamedTuple):
@@ -177,7 +178,11 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
     def dapply(p, s):
         return nnx.merge(dgd, p)(s)
 
-    def aapply(p, x):
+    vote_agg = spec.aggregator_kind == "vote"
+
+    def aapply(p, x, votes):
+        if vote_agg:
+            return nnx.merge(agd, p)(x, data.class_mask, votes)
         return nnx.merge(agd, p)(x, data.class_mask)
 
     def body(params, carry, x):
@@ -199,20 +204,25 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
         teamf = team.astype(jnp.float32)
         if spec.use_aggregator:
             xin = (data.inputs[:, t, :] * teamf[:, None]).reshape(-1)
-            alogits, aval = aapply(ap, xin)
+            votes = vote_matrix(teamf, data.preds[:, t], n_classes)
+            alogits, aval = aapply(ap, xin, votes)
             adist = aggregator_dist(alogits)
             if spec.aggregator_greedy or spec.agg_prob_gradient:
                 yhat = jnp.argmax(alogits)
             else:
                 yhat = adist.sample(seed=ka)
             a_lp = adist.log_prob(yhat)
-            ok = yhat == data.labels[t]
+            answer = yhat
+            if vote_agg:  # no consulted member answered: no answer (as the plurality vote)
+                answer = jnp.where(votes.sum() > 0, yhat, -1)
+            ok = answer == data.labels[t]
             r_agg = jnp.where(ok, 1.0, -1.0)
-            r_dec, answer = r_agg, yhat
+            r_dec = r_agg
         else:
             _, r_dec, ok = step(data, spec.env, pool, t, teamf)
             answer = team_plurality(teamf, data.preds[:, t], n_classes)
             xin = jnp.zeros(m * n_classes, jnp.float32)
+            votes = jnp.zeros((m, n_classes), jnp.float32)
             yhat, a_lp, aval = jnp.int32(0), jnp.float32(0), jnp.float32(0)
             r_agg = jnp.float32(0)
         pool = jnp.where(valid, teamf, pool)
@@ -222,6 +232,7 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
             d_lp=d_lp,
             dval=dval,
             xin=xin,
+            votes=votes,
             yhat=yhat,
             a_lp=a_lp,
             aval=aval,
@@ -276,7 +287,7 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
             adv = _normalise(g, valid)
 
             def loss(p):
-                logits, _ = aapply(p, buf["xin"])
+                logits, _ = aapply(p, buf["xin"], buf["votes"])
                 if spec.agg_prob_gradient:  # the reference: probability, not log-probability
                     q = jnp.take_along_axis(jax.nn.softmax(logits), buf["yhat"][:, None], axis=1)[
                         :, 0
@@ -290,7 +301,7 @@ def run_phase(spec: PhaseSpec, dgd, agd, carry, data: EnvData, sched: Schedule):
         adv = _normalise(g - buf["aval"], valid)
 
         def loss(p):
-            logits, v = aapply(p, buf["xin"])
+            logits, v = aapply(p, buf["xin"], buf["votes"])
             ratio = jnp.exp(aggregator_dist(logits).log_prob(buf["yhat"]) - buf["a_lp"])
             pg = rlax.clipped_surrogate_pg_loss(ratio, adv, spec.clip) * valid.size
             vl = (((v - g) ** 2) * valid).sum()
