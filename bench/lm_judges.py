@@ -24,12 +24,16 @@ import time
 from pathlib import Path
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
+# (training rows, held-apart rows) per judge, fixed in advance; truthfulness and
+# informativeness draw the same TruthfulQA rows (one feature extraction serves both)
 SIZES = {
-    "truthfulness": (700, 300),
-    "informativeness": (700, 300),
-    "helpfulness": (400, 150),
-    "harmlessness": (600, 300),
+    "truthfulness": (1000, 400),
+    "informativeness": (1000, 400),
+    "helpfulness": (600, 250),
+    "harmlessness": (500, 240),
 }
+# what one forward per exchange extracts; the judges choose among these by cross-validation
+FEATURES = {"blocks": (4, 8, 12, 16, 20), "cuts": (48, 96, 192), "prompt_tokens": 96}
 
 
 def _data_dir() -> Path:
