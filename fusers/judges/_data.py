@@ -41,6 +41,12 @@ class JudgeData(NamedTuple):
         test_groups: for harmlessness, the pair id of each held-apart row (``-1``: refusal).
         train_groups: group of each training row for grouped cross-validation (question,
             prompt, or hh pair; rows of one group always fall in the same fold).
+
+    Examples:
+        >>> d = JudgeData("truthfulness", [("Why?", "Because.")], None, np.ones(1),
+        ...               [("How?", "Thus.")], None, np.zeros(1), {"disjoint": "question"})
+        >>> d.train_a[0][1], d.train_groups is None
+        ('Because.', True)
     """
 
     kind: str

@@ -317,6 +317,11 @@ def select_features(
     """
     pairwise = kind in _PAIRWISE
     blocks, cuts = train_a.blocks, train_a.cuts
+    n_groups = len(np.unique(groups))
+    if not 2 <= folds <= n_groups:
+        raise InputError(f"folds: must be in 2..{n_groups} (training groups), got {folds}")
+    if not Cs or min(Cs) <= 0:
+        raise InputError(f"C: each must be positive, got {list(Cs)}")
     fl = _folds(np.asarray(groups), folds, seed)
     reply_tokens = max(cuts)
     # cuts that change nothing (every reply shorter than a smaller cut) are dropped
