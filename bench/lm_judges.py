@@ -25,6 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+# one BLAS / OpenMP thread: on a shared, oversubscribed CPU, multi-threaded OpenBLAS spins and
+# runs the CV's factorisations several times slower (set before numpy is first imported)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
 # (training rows, held-apart rows) per judge, fixed in advance; truthfulness and
 # informativeness draw the same TruthfulQA rows (one feature extraction serves both)
