@@ -61,6 +61,29 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _length_baseline(data, tok) -> float | None:
+    """Held-apart AUC of a reply-length-only judge (1-D logistic fitted on the training rows)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    def loglen(pairs):
+        return np.log1p([len(tok(r, add_special_tokens=False)["input_ids"]) for _, r in pairs])
+
+    x_tr, x_te = loglen(data.train_a), loglen(data.test_a)
+    if data.train_b is not None:
+        x_tr, x_te = x_tr - loglen(data.train_b), x_te - loglen(data.test_b)
+    y_tr, y_te = np.asarray(data.train_y), np.asarray(data.test_y)
+    keep = y_tr != 0.5
+    head = LogisticRegression(fit_intercept=data.train_b is None)
+    head.fit(x_tr[keep, None], (y_tr[keep] > 0.5).astype(int))
+    decided = y_te != 0.5
+    y = y_te[decided] > 0.5
+    if y.all() or not y.any():
+        return None
+    return float(roc_auc_score(y, head.decision_function(x_te[decided, None])))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the judges named by ``--kinds``; print Markdown tables; save JSON."""
     from ensembles.util import jsonable, write_atomic
@@ -93,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed, **FEATURES,
         )  # fmt: skip
         judge.save(out_dir / "judges" / f"{kind}.json")
-        results[kind] = dict(judge.validation, seconds=time.perf_counter() - t)
+        seconds = time.perf_counter() - t
+        results[kind] = dict(
+            judge.validation, seconds=seconds, length_only_auc=_length_baseline(data, tok)
+        )
         v = judge.validation
         print(
             f"{kind}: {v['features']}; {v['head']}; CV AUC {v['cv_auc']:.3f}; held-apart "
             f"accuracy {v['accuracy']:.3f} (majority {v['majority_accuracy']:.3f}), AUC "
-            f"{_fmt(v['auc'])}; {results[kind]['seconds']:.0f}s",
+            f"{_fmt(v['auc'])} (reply length alone: {_fmt(results[kind]['length_only_auc'])}); "
+            f"{results[kind]['seconds']:.0f}s",
             file=sys.stderr,
         )
     path = out_dir / "lm_judges.json"
@@ -108,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(path, lambda fh: fh.write(text.encode()))
     print(
         "| judge | train / held-apart rows | chosen features (grouped CV) | head | CV AUC "
-        "| held-apart accuracy | majority baseline | held-apart AUC | previous AUC (accuracy) "
-        "| other |"
+        "| held-apart accuracy | majority baseline | held-apart AUC | reply length alone AUC "
+        "| previous AUC (accuracy) | other |"
     )
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for kind in judges.KINDS:
         if kind not in old or "selection" not in old[kind]:
             continue
@@ -130,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {kind} | {v['train_rows']} / {v['test_rows']} | {feats} | {v['head']} | "
             f"{v['cv_auc']:.3f} | {v['accuracy']:.3f} | {v['majority_accuracy']:.3f} | "
-            f"**{_fmt(v['auc'])}** | {prev['auc']:.3f} ({prev['accuracy']:.3f}) | {extra} |"
+            f"**{_fmt(v['auc'])}** | {_fmt(v.get('length_only_auc'))} | "
+            f"{prev['auc']:.3f} ({prev['accuracy']:.3f}) | {extra} |"
         )
     print()
     print("Stage 1 (ridge probe, mean CV AUC over 4 grouped folds), best cut per row:")

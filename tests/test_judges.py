@@ -258,18 +258,24 @@ def smol():
 
 @pytest.fixture(scope="module")
 def trained(smol, tmp_path_factory):
+    """Judges trained on demand (one per kind, once per module)."""
     if not (DATA / "truthfulqa_judge_truth.jsonl.gz").is_file():
         pytest.skip(f"alignment data absent at {DATA}")
     model, tok, name = smol
     cache = tmp_path_factory.mktemp("features")
-    out = {}
-    for kind, (n_train, n_test) in SLICES.items():
-        data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
-        out[kind] = judges.fit_judge(
-            data, model, tok, model_id=name, blocks=BLOCKS, cuts=CUTS,
-            prompt_tokens=PROMPT_TOKENS, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
-        )  # fmt: skip
-    return out
+    out: dict[str, judges.Judge] = {}
+
+    def get(kind: str) -> judges.Judge:
+        if kind not in out:
+            n_train, n_test = SLICES[kind]
+            data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
+            out[kind] = judges.fit_judge(
+                data, model, tok, model_id=name, blocks=BLOCKS, cuts=CUTS,
+                prompt_tokens=PROMPT_TOKENS, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
+            )  # fmt: skip
+        return out[kind]
+
+    return get
 
 
 @needs_data
@@ -278,7 +284,7 @@ def trained(smol, tmp_path_factory):
 def test_judge_beats_chance_on_held_apart_rows(trained, kind):
     """AUC on held-apart rows (harmlessness: hh chosen/rejected and refusals; helpfulness:
     P(output beats reference) on prompt- and model-disjoint pairs, ties left out)."""
-    v = trained[kind].validation
+    v = trained(kind).validation
     assert v["test_rows"] >= 80
     assert v["auc"] is not None and v["auc"] >= MIN_AUC, v
 
@@ -287,7 +293,7 @@ def test_judge_beats_chance_on_held_apart_rows(trained, kind):
 @needs_wheel
 def test_judge_file_round_trip_and_scores_carry_validation(trained, smol, tmp_path):
     model, tok, _ = smol
-    judge = trained["truthfulness"]
+    judge = trained("truthfulness")
     back = judges.Judge.load(judge.save(tmp_path / "j.json"))
     np.testing.assert_array_equal(back.coef, judge.coef)
     assert back.validation == json.loads(json.dumps(judge.validation))
