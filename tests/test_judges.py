@@ -343,6 +343,16 @@ def test_cli_score_old_judge_format(tmp_path, capsys):
     assert err.count("\n") == 1 and "retrain" in err
 
 
+def test_fit_judge_rejects_bad_folds_before_extracting(capsys):
+    model, tok = _tiny()
+    data = judges.JudgeData("truthfulness", [("a", "b")] * 4, None, np.ones(4), [("a", "c")],
+                            None, np.ones(1), {})  # fmt: skip
+    with pytest.raises(InputError, match="folds: must be at least 2"):
+        judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1,), cuts=(4,), folds=1)
+    with pytest.raises(InputError, match="C: each must be positive"):
+        judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1,), cuts=(4,), Cs=(0.0,))
+
+
 def test_cli_train_unknown_kind(capsys):
     assert focal_cli.main(["judge", "train", "kindness", "--out", "x.json"]) == 2
     assert capsys.readouterr().err.count("\n") == 1

@@ -310,6 +310,9 @@ def select_features(
     Returns:
         ``(spec, C, table)``: the chosen features, the chosen ``C`` and every candidate's CV
         score (``table["stage1"]``, ``table["stage2"]``).
+
+    Raises:
+        InputError: ``folds`` outside ``2 ..`` number of groups, or a non-positive ``C``.
     """
     pairwise = kind in _PAIRWISE
     blocks, cuts = train_a.blocks, train_a.cuts
@@ -431,8 +434,16 @@ def fit_judge(
 
     Returns:
         The :class:`Judge`.
+
+    Raises:
+        InputError: fewer than two folds (or more than training groups), a non-positive C,
+            or a block / cut out of range.
     """
     pairwise = data.kind in _PAIRWISE
+    if folds < 2:
+        raise InputError(f"folds: must be at least 2, got {folds}")
+    if not Cs or min(Cs) <= 0:
+        raise InputError(f"C: each must be positive, got {list(Cs)}")
     n_tr, n_te = len(data.train_a), len(data.test_a)
     pairs = list(data.train_a) + list(data.test_a)
     if pairwise:
