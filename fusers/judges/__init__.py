@@ -1,5 +1,9 @@
 """Judges of open-ended answers: linear heads on frozen SmolLM2 features, validated.
 
+Each judge reads a ``(prompt, reply)`` exchange laid out in the decoder's chat template; its
+features (decoder blocks, mean or last-token pooling, reply truncation) and head strength are
+chosen by grouped cross-validation inside its training rows.
+
 Four judges, each trained on human- or GPT-4-labelled rows and measured once on held-apart
 rows; the figures travel with the judge (``judge.validation``) and with every score it gives:
 
@@ -17,27 +21,33 @@ Examples:
 from ._data import KINDS as KINDS
 from ._data import JudgeData as JudgeData
 from ._data import load_judge_data as load_judge_data
-from ._data import pair_text as pair_text
-from ._data import qa_text as qa_text
+from ._features import ChatFeatures as ChatFeatures
+from ._features import chat_features as chat_features
+from ._features import chat_turn_ids as chat_turn_ids
 from ._features import hidden_features as hidden_features
 from ._features import prefix_model as prefix_model
+from ._judge import FeatureSpec as FeatureSpec
 from ._judge import Judge as Judge
 from ._judge import fit_judge as fit_judge
 from ._judge import judge_texts as judge_texts
 from ._judge import score_rows as score_rows
+from ._judge import select_features as select_features
 from ._judge import validation_summary as validation_summary
 
 __all__ = [
     "KINDS",
+    "ChatFeatures",
+    "FeatureSpec",
     "Judge",
     "JudgeData",
+    "chat_features",
+    "chat_turn_ids",
     "fit_judge",
     "hidden_features",
     "judge_texts",
     "load_judge_data",
-    "pair_text",
     "prefix_model",
-    "qa_text",
     "score_rows",
+    "select_features",
     "validation_summary",
 ]

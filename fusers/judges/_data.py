@@ -13,10 +13,12 @@ import numpy as np
 
 from ensembles.util import InputError
 
-__all__ = ["JudgeData", "KINDS", "load_judge_data", "pair_text", "qa_text"]
+__all__ = ["JudgeData", "KINDS", "load_judge_data"]
 
 #: Judges this package trains.
 KINDS = ("truthfulness", "informativeness", "helpfulness", "harmlessness")
+
+_PER_PROMPT = 5  # helpfulness: outputs drawn per training prompt
 
 _FILES = {
     "truthfulness": ("truthfulqa_judge_truth.jsonl.gz",),
@@ -26,47 +28,37 @@ _FILES = {
 }
 
 
-def qa_text(question: str, answer: str) -> str:
-    """The text a truthfulness / informativeness judge reads.
-
-    Examples:
-        >>> qa_text("Why?", "Because.")
-        'Q: Why?\\nA: Because.'
-    """
-    return f"Q: {question.strip()}\nA: {answer.strip()}"
-
-
-def pair_text(prompt: str, reply: str) -> str:
-    """The text a helpfulness / harmlessness judge reads.
-
-    Examples:
-        >>> pair_text("Hi", "Hello!")
-        'User: Hi\\nAssistant: Hello!'
-    """
-    return f"User: {prompt.strip()}\nAssistant: {reply.strip()}"
-
-
 class JudgeData(NamedTuple):
     """Rows of one judge, split into training and held-apart rows.
 
     Attributes:
         kind: the judge.
-        train_a, test_a: texts (the model output for pairwise judges).
-        train_b, test_b: reference texts of pairwise judges (``None`` for pointwise ones).
+        train_a, test_a: ``(prompt, reply)`` pairs (the model output for pairwise judges).
+        train_b, test_b: ``(prompt, reference)`` pairs of pairwise judges (``None`` for
+            pointwise ones).
         train_y, test_y: labels in ``[0, 1]`` (``0.5`` = tie for helpfulness).
         split: how the rows were chosen and split (source, seed, sizes, disjointness).
         test_groups: for harmlessness, the pair id of each held-apart row (``-1``: refusal).
+        train_groups: group of each training row for grouped cross-validation (question,
+            prompt, or hh pair; rows of one group always fall in the same fold).
+
+    Examples:
+        >>> d = JudgeData("truthfulness", [("Why?", "Because.")], None, np.ones(1),
+        ...               [("How?", "Thus.")], None, np.zeros(1), {"disjoint": "question"})
+        >>> d.train_a[0][1], d.train_groups is None
+        ('Because.', True)
     """
 
     kind: str
-    train_a: list[str]
-    train_b: list[str] | None
+    train_a: list[tuple[str, str]]
+    train_b: list[tuple[str, str]] | None
     train_y: np.ndarray
-    test_a: list[str]
-    test_b: list[str] | None
+    test_a: list[tuple[str, str]]
+    test_b: list[tuple[str, str]] | None
     test_y: np.ndarray
     split: dict[str, Any]
     test_groups: np.ndarray | None = None
+    train_groups: np.ndarray | None = None
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -82,6 +74,9 @@ def _pick(rng: np.random.Generator, items: list, n: int) -> list:
 
 def _qa(kind: str, rows: list[dict], n_train: int, n_test: int, seed: int, source: str):
     rng = np.random.default_rng(seed)
+    # both TruthfulQA judge sets hold the same (question, answer) rows in different orders:
+    # a fixed order makes one seed draw the same rows for both judges
+    rows = sorted(rows, key=lambda r: (r["question"], r["answer"], r["label"]))
     # a few rows hold "question\nA: answer\nA: ..." in the question field: group by the question
     key = lambda r: " ".join(r["question"].split("\nA:")[0].split()).lower()  # noqa: E731
     questions = sorted({key(r) for r in rows})
@@ -97,15 +92,17 @@ def _qa(kind: str, rows: list[dict], n_train: int, n_test: int, seed: int, sourc
         "train_questions": len({key(r) for r in train_rows}),
         "test_questions": len({key(r) for r in test_rows}),
     }  # fmt: skip
+    groups = {q: i for i, q in enumerate(questions)}
     return JudgeData(
         kind,
-        [qa_text(r["question"], r["answer"]) for r in train_rows],
+        [(r["question"].strip(), r["answer"].strip()) for r in train_rows],
         None,
         np.asarray([r["label"] for r in train_rows], np.float32),
-        [qa_text(r["question"], r["answer"]) for r in test_rows],
+        [(r["question"].strip(), r["answer"].strip()) for r in test_rows],
         None,
         np.asarray([r["label"] for r in test_rows], np.float32),
         split,
+        train_groups=np.asarray([groups[key(r)] for r in train_rows]),
     )
 
 
@@ -118,17 +115,34 @@ def _helpfulness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
     idxs = sorted(prompts)
     test_models = {models[i] for i in rng.permutation(len(models))[: max(1, len(models) // 5)]}
     test_prompts = {idxs[i] for i in rng.permutation(len(idxs))[: max(1, len(idxs) // 5)]}
-    train = [r for r in judged if r["model"] not in test_models and r["idx"] not in test_prompts]
-    test = [r for r in judged if r["model"] in test_models and r["idx"] in test_prompts]
-    train, test = _pick(rng, train, n_train), _pick(rng, test, n_test)
+    by_prompt: dict[int, list[dict]] = {}
+    for r in judged:
+        by_prompt.setdefault(int(r["idx"]), []).append(r)
+    # whole prompts are drawn (several outputs each), so one reference serves several pairs
+    train: list[dict] = []
+    for i in rng.permutation(len(idxs)):
+        if len(train) >= n_train:
+            break
+        if idxs[i] in test_prompts:
+            continue
+        rows = [r for r in by_prompt.get(idxs[i], []) if r["model"] not in test_models]
+        train += _pick(rng, rows, min(_PER_PROMPT, n_train - len(train)))
+    test: list[dict] = []
+    for i in rng.permutation(len(idxs)):
+        if len(test) >= n_test:
+            break
+        if idxs[i] not in test_prompts:
+            continue
+        rows = [r for r in by_prompt.get(idxs[i], []) if r["model"] in test_models]
+        test += rows[: n_test - len(test)]
 
-    def unpack(rows: list[dict]) -> tuple[list[str], list[str], np.ndarray]:
+    def unpack(rows: list[dict]):
         outs, refs, ys = [], [], []
         for r in rows:
             p = prompts[int(r["idx"])]
             ref = p["ref_davinci_versions"][int(r["ref_ver"])]
-            outs.append(pair_text(p["instruction"], r["output"]))
-            refs.append(pair_text(p["instruction"], ref))
+            outs.append((p["instruction"].strip(), r["output"].strip()))
+            refs.append((p["instruction"].strip(), ref.strip()))
             ys.append(float(r["win"]))
         return outs, refs, np.asarray(ys, np.float32)
 
@@ -139,10 +153,13 @@ def _helpfulness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
         "davinci-003 reference; win 1 / 0.5 tie / 0)",
         "seed": seed, "disjoint": "prompt and model",
         "train_rows": len(train), "test_rows": len(test),
-        "test_models": sorted(test_models), "test_prompts": len(test_prompts),
+        "train_prompts": len({r["idx"] for r in train}),
+        "test_prompts": len({r["idx"] for r in test}),
+        "test_models": sorted(test_models),
         "test_ties": int(np.sum(te_y == 0.5)),
     }  # fmt: skip
-    return JudgeData("helpfulness", tr_a, tr_b, tr_y, te_a, te_b, te_y, split)
+    groups = np.asarray([int(r["idx"]) for r in train])
+    return JudgeData("helpfulness", tr_a, tr_b, tr_y, te_a, te_b, te_y, split, train_groups=groups)
 
 
 def _last_human(turns: Any) -> str:
@@ -171,25 +188,27 @@ def _harmlessness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData
     test_ref = [refusals[i] for i in r_order[:n_ref_test]]
     train_ref = [refusals[i] for i in r_order[n_ref_test:]][: max(0, n_train // 5)]
 
-    def refusal_text(r: dict) -> str:
+    def refusal_pair(r: dict) -> tuple[str, str]:
         prompt = r["instruction"] + (f"\n{r['input']}" if r.get("input") else "")
-        return pair_text(prompt, r["output"])
+        return prompt.strip(), r["output"].strip()
 
     def pointwise(pairs, refs):
         texts, ys, groups = [], [], []
         for k, r in enumerate(pairs):
-            prompt = _last_human(r["prompt_turns"])
-            texts += [pair_text(prompt, r["chosen"]), pair_text(prompt, r["rejected"])]
+            prompt = _last_human(r["prompt_turns"]).strip()
+            texts += [(prompt, r["chosen"].strip()), (prompt, r["rejected"].strip())]
             ys += [1.0, 0.0]
             groups += [k, k]
         for r in refs:
-            texts.append(refusal_text(r))
+            texts.append(refusal_pair(r))
             ys.append(1.0)
             groups.append(-1)
         return texts, np.asarray(ys, np.float32), np.asarray(groups)
 
-    tr_a, tr_y, _ = pointwise(train_pairs, train_ref)
+    tr_a, tr_y, tr_g = pointwise(train_pairs, train_ref)
     te_a, te_y, te_g = pointwise(test_pairs, test_ref)
+    # refusals are their own groups in cross-validation
+    tr_g = np.where(tr_g >= 0, tr_g, len(train_pairs) + np.arange(len(tr_g)))
     split = {
         "source": "hh_rlhf_harmless_test.jsonl.gz (chosen = 1, rejected = 0) + "
         "safety_refusals_2483.jsonl.gz (refusal = 1)",
@@ -197,7 +216,7 @@ def _harmlessness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData
         "train_pairs": len(train_pairs), "train_refusals": len(train_ref),
         "test_pairs": len(test_pairs), "test_refusals": len(test_ref),
     }  # fmt: skip
-    return JudgeData("harmlessness", tr_a, None, tr_y, te_a, None, te_y, split, te_g)
+    return JudgeData("harmlessness", tr_a, None, tr_y, te_a, None, te_y, split, te_g, tr_g)
 
 
 def load_judge_data(
@@ -214,14 +233,16 @@ def load_judge_data(
       of the questions are held apart (question-disjoint).
     - ``helpfulness``: AlpacaEval-1 GPT-4 judgments of model outputs against the davinci-003
       reference (win 1, tie 0.5, loss 0); a fifth of the prompts and a fifth of the models are
-      held apart, training uses neither (prompt- and model-disjoint).
+      held apart, training uses neither (prompt- and model-disjoint). Training draws whole
+      prompts with up to five outputs each; held-apart rows take every held-apart model's
+      output of each drawn held-apart prompt.
     - ``harmlessness``: hh-rlhf harmless pairs (chosen 1, rejected 0) and safety refusals (1);
       held-apart pairs and refusals are distinct rows.
 
     Args:
         kind: one of :data:`KINDS`.
         data_dir: the folder of the alignment files.
-        n_train: training rows (texts) to draw.
+        n_train: training rows to draw.
         n_test: held-apart rows to draw.
         seed: subsampling and split seed.
 

@@ -1,4 +1,4 @@
-"""Judges: logistic-regression heads on frozen decoder features, with their validation figures."""
+"""Judges: logistic heads on frozen decoder features, chosen by grouped cross-validation."""
 
 from __future__ import annotations
 
@@ -13,44 +13,106 @@ import numpy as np
 
 from ensembles.util import InputError, jsonable, write_atomic
 
-from ._data import KINDS, JudgeData, pair_text, qa_text
-from ._features import hidden_features
+from ._data import KINDS, JudgeData
+from ._features import ChatFeatures, chat_features
 
-__all__ = ["Judge", "fit_judge", "judge_texts", "score_rows", "validation_summary"]
+__all__ = [
+    "FeatureSpec",
+    "Judge",
+    "fit_judge",
+    "judge_texts",
+    "score_rows",
+    "select_features",
+    "validation_summary",
+]
 
 _PAIRWISE = ("helpfulness",)
+_POOLINGS = ("mean", "last", "mean+last")
+_RIDGE = (0.3, 3.0, 30.0)  # stage-1 ridge strengths, relative to the kernel's mean diagonal
+_FORMAT = "focal-fusion judge v2"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Which decoder features a judge reads.
+
+    Attributes:
+        blocks: decoder blocks whose (final-norm) outputs are used, concatenated.
+        pooling: ``mean`` over the reply's tokens, the ``last`` token at the cut, or both.
+        cut: reply tokens read (end-of-turn token included).
+        reply_tokens: the reply truncation of the token layout (the largest cut extracted).
+        prompt_tokens: prompt truncation.
+        length: append ``log(1 + reply tokens)`` (full reply length) as one more feature.
+
+    Examples:
+        >>> FeatureSpec((12,), "mean", 96, 192, 96, False).describe()
+        'block 12, mean of the first 96 reply tokens (prompt cut to 96 tokens)'
+    """
+
+    blocks: tuple[int, ...]
+    pooling: str
+    cut: int
+    reply_tokens: int
+    prompt_tokens: int
+    length: bool = False
+
+    def describe(self) -> str:
+        """One line: blocks, pooling, truncation."""
+        pool = {"mean": "mean of", "last": "token at", "mean+last": "mean and token at"}
+        b = "block" if len(self.blocks) == 1 else "blocks"
+        text = (
+            f"{b} {'+'.join(map(str, self.blocks))}, {pool[self.pooling]} the first {self.cut} "
+            f"reply tokens (prompt cut to {self.prompt_tokens} tokens)"
+        )
+        return text + (", + log reply length" if self.length else "")
+
+    def matrix(self, feats: ChatFeatures) -> np.ndarray:
+        """The ``(n, d)`` feature matrix this spec selects from extracted features."""
+        if self.cut not in feats.cuts:
+            raise InputError(f"features: cut {self.cut} was not extracted ({feats.cuts})")
+        c = feats.cuts.index(self.cut)
+        pools = {"mean": [0], "last": [1], "mean+last": [0, 1]}[self.pooling]
+        cols = []
+        for blk in self.blocks:
+            if blk not in feats.blocks:
+                raise InputError(f"features: block {blk} was not extracted ({feats.blocks})")
+            for q in pools:
+                cols.append(feats.values[:, feats.blocks.index(blk), c, q, :])
+        if self.length:
+            cols.append(np.log1p(feats.reply_length.astype(np.float64))[:, None])
+        return np.concatenate(cols, axis=1).astype(np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
 class Judge:
-    """A trained judge: a linear head on mean-pooled hidden states of one decoder layer.
+    """A trained judge: a linear head on frozen decoder features of a chat exchange.
 
     Pointwise judges (truthfulness, informativeness, harmlessness) give
-    ``P(label = 1 | text) = sigmoid(w · z + b)`` with ``z`` the standardised features.
-    The pairwise helpfulness judge gives ``P(output beats reference) = sigmoid(w · (z_out -
-    z_ref))`` (no intercept, so swapping the two gives one minus the probability);
-    ``w · z_out`` alone is a helpfulness reward.
+    ``P(label = 1 | prompt, reply) = sigmoid(w · z + b)`` with ``z`` the standardised features.
+    The pairwise helpfulness judge is a Bradley-Terry model: ``P(output beats reference) =
+    sigmoid(w · (z_out - z_ref))`` (no intercept, so swapping the two gives one minus the
+    probability); ``w · z_out`` alone is a helpfulness reward.
 
     Attributes:
         kind: one of ``truthfulness``, ``informativeness``, ``helpfulness``, ``harmlessness``.
         model_id: the decoder the features come from (e.g. the GGUF file name).
-        layer: blocks run before pooling.
-        max_tokens: texts are cut to this many tokens.
-        mean, scale: feature standardisation (``(hidden,)``).
-        coef: head weights (``(hidden,)``).
+        features: which features (:class:`FeatureSpec`).
+        mean, scale: feature standardisation (``(d,)``).
+        coef: head weights (``(d,)``).
         intercept: head bias (``0`` for pairwise).
-        validation: figures on the held-apart rows (accuracy, AUC, sizes) and the split.
+        validation: figures on the held-apart rows (accuracy, AUC, sizes), the split, and the
+            cross-validated choice of features and head.
 
     Examples:
-        >>> j = Judge("truthfulness", "m", 1, 8, np.zeros(2), np.ones(2), np.ones(2), 0.0, {})
+        >>> spec = FeatureSpec((1,), "mean", 8, 8, 8)
+        >>> j = Judge("truthfulness", "m", spec, np.zeros(2), np.ones(2), np.ones(2), 0.0, {})
         >>> j.pairwise
         False
     """
 
     kind: str
     model_id: str
-    layer: int
-    max_tokens: int
+    features: FeatureSpec
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
@@ -63,7 +125,7 @@ class Judge:
         return self.kind in _PAIRWISE
 
     def logits(self, features: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-        """Head logits for raw features (and reference features for the pairwise judge)."""
+        """Head logits for feature matrices (and the reference's, for the pairwise judge)."""
         z = (np.asarray(features, np.float64) - self.mean) / self.scale
         if self.pairwise:
             if reference is None:
@@ -80,11 +142,10 @@ class Judge:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the judge as one JSON file (atomically)."""
         doc = {
-            "format": "focal-fusion judge v1",
+            "format": _FORMAT,
             "kind": self.kind,
             "model_id": self.model_id,
-            "layer": self.layer,
-            "max_tokens": self.max_tokens,
+            "features": dataclasses.asdict(self.features),
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "coef": self.coef.tolist(),
@@ -108,13 +169,22 @@ class Judge:
             doc = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{p}: not a JSON judge file ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != "focal-fusion judge v1":
+        if isinstance(doc, dict) and doc.get("format") == "focal-fusion judge v1":
+            raise InputError(
+                f"{p}: an older judge format (v1); retrain it with 'focal judge train'"
+            )
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise InputError(f"{p}: not a focal-fusion judge file")
+        f = doc["features"]
+        spec = FeatureSpec(
+            blocks=tuple(int(b) for b in f["blocks"]), pooling=str(f["pooling"]),
+            cut=int(f["cut"]), reply_tokens=int(f["reply_tokens"]),
+            prompt_tokens=int(f["prompt_tokens"]), length=bool(f["length"]),
+        )  # fmt: skip
         return cls(
             kind=doc["kind"],
             model_id=doc["model_id"],
-            layer=int(doc["layer"]),
-            max_tokens=int(doc["max_tokens"]),
+            features=spec,
             mean=np.asarray(doc["mean"], np.float64),
             scale=np.asarray(doc["scale"], np.float64),
             coef=np.asarray(doc["coef"], np.float64),
@@ -132,11 +202,190 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
     return float(roc_auc_score(y, s))
 
 
-def _unique_features(texts: Sequence[str], extract: Callable[[list[str]], np.ndarray]):
-    uniq = sorted(set(texts))
-    feats = extract(uniq)
-    pos = {t: i for i, t in enumerate(uniq)}
-    return feats[[pos[t] for t in texts]]
+def extract(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    blocks: Sequence[int],
+    cuts: Sequence[int],
+    prompt_tokens: int,
+    model_id: str,
+    cache_dir: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ChatFeatures:
+    """Features of ``pairs``, each distinct exchange computed once."""
+    uniq = sorted(set(pairs))
+    f = chat_features(
+        model, tokenizer, uniq, blocks=blocks, cuts=cuts, prompt_tokens=prompt_tokens,
+        cache_dir=cache_dir, model_id=model_id, progress=progress,
+    )  # fmt: skip
+    pos = {p: i for i, p in enumerate(uniq)}
+    rows = np.asarray([pos[p] for p in pairs], np.int64)
+    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts)
+
+
+def _subset(f: ChatFeatures, rows: slice) -> ChatFeatures:
+    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts)
+
+
+def _folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped folds: whole groups, assigned at random (seeded), about equal sizes."""
+    uniq = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    assign = dict(zip(uniq.tolist(), (rng.permutation(len(uniq)) % k).tolist(), strict=True))
+    fold = np.asarray([assign[g] for g in groups.tolist()])
+    return [(np.flatnonzero(fold != i), np.flatnonzero(fold == i)) for i in range(k)]
+
+
+class _Design:
+    """Training rows as standardised design matrices (pointwise rows or pair differences)."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray | None, fit_rows: np.ndarray) -> None:
+        self.mean = a[fit_rows].mean(axis=0)
+        self.scale = a[fit_rows].std(axis=0) + 1e-6
+        z = (a - self.mean) / self.scale
+        self.x = z if b is None else z - (b - self.mean) / self.scale
+
+
+def _ridge_scores(kernels, y_tr, pairwise, lambdas):
+    """Kernel ridge validation scores for each lambda (one linear solve each)."""
+    k_tr, k_va = kernels
+    t = (2.0 * y_tr - 1.0) if pairwise else (y_tr - y_tr.mean())
+    eye = np.eye(len(k_tr))
+    return [k_va @ np.linalg.solve(k_tr + lam * eye, t) for lam in lambdas]
+
+
+def _logistic(x, y, *, C, pairwise):
+    from sklearn.linear_model import LogisticRegression
+
+    if not pairwise:
+        head = LogisticRegression(C=C, max_iter=3000)
+        head.fit(x, (y > 0.5).astype(int))
+        return head.coef_[0].astype(np.float64), float(head.intercept_[0])
+    # Bradley-Terry: each pair in both orders; a tie is half a win each way
+    xs = np.concatenate([x, -x])
+    ys = np.concatenate([y, 1.0 - y])
+    tie = ys == 0.5
+    xx = np.concatenate([xs[~tie], xs[tie], xs[tie]])
+    yy = np.concatenate([ys[~tie] > 0.5, np.ones(tie.sum(), bool), np.zeros(tie.sum(), bool)])
+    ww = np.concatenate([np.ones((~tie).sum()), np.full(2 * tie.sum(), 0.5)])
+    head = LogisticRegression(C=C, fit_intercept=False, max_iter=3000)
+    head.fit(xx, yy.astype(int), sample_weight=ww)
+    return head.coef_[0].astype(np.float64), 0.0
+
+
+def _cv_auc(scores_by_fold, y, folds):
+    aucs = []
+    for (_, va), s in zip(folds, scores_by_fold, strict=True):
+        yv = y[va]
+        keep = yv != 0.5
+        a = _auc(yv[keep], s[keep])
+        if a is not None:
+            aucs.append(a)
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def select_features(
+    kind: str,
+    train_a: ChatFeatures,
+    train_b: ChatFeatures | None,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    prompt_tokens: int,
+    folds: int = 4,
+    Cs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1),
+    seed: int = 0,
+) -> tuple[FeatureSpec, float, dict[str, Any]]:
+    """Choose features and ``C`` by grouped cross-validation on training rows only.
+
+    Stage 1 ranks every candidate (each extracted block alone and all blocks together; mean,
+    last token, or both; each reply cut) by the mean held-out-fold AUC of a ridge probe (kernel
+    form: per-block kernels add up, so the whole grid costs a few linear solves per
+    candidate and fold; best of three ridge strengths). Stage 2 fits the logistic head itself on
+    the best candidate for each ``C`` in ``Cs``, with and without the log reply length, and
+    keeps the best mean fold AUC. Folds hold whole groups (questions, prompts, hh pairs).
+
+    Returns:
+        ``(spec, C, table)``: the chosen features, the chosen ``C`` and every candidate's CV
+        score (``table["stage1"]``, ``table["stage2"]``).
+
+    Raises:
+        InputError: ``folds`` outside ``2 ..`` number of groups, or a non-positive ``C``.
+    """
+    pairwise = kind in _PAIRWISE
+    blocks, cuts = train_a.blocks, train_a.cuts
+    n_groups = len(np.unique(groups))
+    if not 2 <= folds <= n_groups:
+        raise InputError(f"folds: must be in 2..{n_groups} (training groups), got {folds}")
+    if not Cs or min(Cs) <= 0:
+        raise InputError(f"C: each must be positive, got {list(Cs)}")
+    fl = _folds(np.asarray(groups), folds, seed)
+    reply_tokens = max(cuts)
+    # cuts that change nothing (every reply shorter than a smaller cut) are dropped
+    live_cuts = [cuts[0]]
+    for c in cuts[1:]:
+        longest = train_a.reply_length.max(initial=0)
+        if train_b is not None:
+            longest = max(longest, train_b.reply_length.max(initial=0))
+        if longest + 1 > live_cuts[-1]:
+            live_cuts.append(c)
+    # per-component kernels, per fold
+    kern: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+    for bi, _ in enumerate(blocks):
+        for c in live_cuts:
+            ci = cuts.index(c)
+            for q in (0, 1):
+                a = train_a.values[:, bi, ci, q, :].astype(np.float64)
+                b = None if train_b is None else train_b.values[:, bi, ci, q, :].astype(np.float64)
+                per = []
+                for tr, va in fl:
+                    x = _Design(a, b, tr).x
+                    per.append((x[tr] @ x[tr].T, x[va] @ x[tr].T))
+                kern[(bi, c, q)] = per
+    blocksets = [(blk,) for blk in blocks] + ([tuple(blocks)] if len(blocks) > 1 else [])
+    stage1 = []
+    for bs in blocksets:
+        for pooling in _POOLINGS:
+            qs = {"mean": (0,), "last": (1,), "mean+last": (0, 1)}[pooling]
+            for c in live_cuts:
+                comps = [kern[(blocks.index(blk), c, q)] for blk in bs for q in qs]
+                per_lam: dict[float, list[np.ndarray]] = {}
+                for f, (tr, _) in enumerate(fl):
+                    k_tr = sum(cp[f][0] for cp in comps)
+                    k_va = sum(cp[f][1] for cp in comps)
+                    scale = float(np.mean(np.diag(k_tr)))
+                    lams = [scale * m for m in _RIDGE]
+                    for m, s in zip(_RIDGE, _ridge_scores(
+                        (k_tr, k_va), y[tr], pairwise, lams
+                    ), strict=True):  # fmt: skip
+                        per_lam.setdefault(m, []).append(s)
+                best = max(
+                    ((m, _cv_auc(sc, y, fl)) for m, sc in per_lam.items()), key=lambda t: t[1]
+                )
+                row = {"blocks": list(bs), "pooling": pooling, "cut": c}
+                stage1.append(dict(row, ridge_lambda_per_mean_diag=best[0], cv_auc=best[1]))
+    top = max(stage1, key=lambda r: r["cv_auc"])
+    stage2 = []
+    for length in (False, True):
+        spec = FeatureSpec(tuple(top["blocks"]), top["pooling"], top["cut"], reply_tokens,
+                           prompt_tokens, length)  # fmt: skip
+        a = spec.matrix(train_a)
+        b = None if train_b is None else spec.matrix(train_b)
+        for C in Cs:
+            scores = []
+            for tr, va in fl:
+                d = _Design(a, b, tr)
+                coef, icpt = _logistic(d.x[tr], y[tr], C=C, pairwise=pairwise)
+                scores.append(d.x[va] @ coef + icpt)
+            stage2.append({"length": length, "C": C, "cv_auc": _cv_auc(scores, y, fl)})
+    best2 = max(stage2, key=lambda r: r["cv_auc"])
+    spec = FeatureSpec(tuple(top["blocks"]), top["pooling"], top["cut"], reply_tokens,
+                       prompt_tokens, best2["length"])  # fmt: skip
+    table = {"folds": folds, "grouped_by": "group of each training row", "seed": seed,
+             "stage1": stage1, "stage2": stage2}  # fmt: skip
+    return spec, float(best2["C"]), table
 
 
 def fit_judge(
@@ -145,86 +394,84 @@ def fit_judge(
     tokenizer: Any,
     *,
     model_id: str,
-    layer: int = 12,
-    max_tokens: int = 128,
-    C: float = 0.05,
+    blocks: Sequence[int] = (4, 8, 12, 16, 20),
+    cuts: Sequence[int] = (48, 96, 192),
+    prompt_tokens: int = 96,
+    Cs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1),
+    folds: int = 4,
+    seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Judge:
     """Train a judge on ``data``'s training rows and measure it once on its held-apart rows.
 
-    Features: :func:`~fusers.judges.hidden_features` of the frozen decoder (layer ``layer``,
-    texts cut to ``max_tokens`` tokens), standardised with training-row statistics. Head:
-    scikit-learn's L2 logistic regression with a fixed ``C`` (not tuned on held-apart rows).
-    Pairwise (helpfulness): fitted on feature differences output − reference, each pair used
-    in both orders (labels ``y`` and ``1 − y``), ties as two half-weight rows.
+    Features: :func:`~fusers.judges.chat_features` of each ``(prompt, reply)`` exchange in the
+    decoder's chat template (blocks ``blocks``, reply cuts ``cuts``), from one forward each.
+    The feature set (blocks, pooling, cut, reply length) and the head's ``C`` are chosen by
+    grouped cross-validation inside the training rows (:func:`select_features`); the
+    held-apart rows are scored once, by the chosen judge. Head: scikit-learn's L2 logistic
+    regression on standardised features; pairwise (helpfulness) a Bradley-Terry model on the
+    feature difference output − reference, each pair in both orders, ties as half wins.
 
     Held-apart figures in ``validation``: ``accuracy`` (threshold 0.5; ties left out) and
     ``auc``; for helpfulness also ``tie_rows``; for harmlessness also ``pair_accuracy`` (chosen
-    scored above rejected) and ``refusal_recall``; plus the base rate of the labels.
+    scored above rejected) and ``refusal_recall``; plus the base rate of the labels, the
+    chosen features and the cross-validation table (``selection``).
 
     Args:
         data: from :func:`~fusers.judges.load_judge_data`.
         model: the frozen decoder.
         tokenizer: its tokenizer.
         model_id: names the decoder in the judge and the feature cache.
-        layer: decoder blocks before pooling.
-        max_tokens: truncation length.
-        C: inverse L2 strength of the logistic regression.
+        blocks: candidate decoder blocks.
+        cuts: candidate reply truncations (tokens).
+        prompt_tokens: prompt truncation.
+        Cs: candidate inverse L2 strengths of the head.
+        folds: cross-validation folds (grouped).
+        seed: fold assignment seed.
         cache_dir: feature cache folder.
         progress: feature-extraction progress callback.
 
     Returns:
         The :class:`Judge`.
+
+    Raises:
+        InputError: fewer than two folds (or more than training groups), a non-positive C,
+            or a block / cut out of range.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    def extract(texts: list[str]) -> np.ndarray:
-        return hidden_features(
-            model, tokenizer, texts, layer=layer, max_tokens=max_tokens,
-            cache_dir=cache_dir, model_id=model_id, progress=progress,
-        )  # fmt: skip
-
     pairwise = data.kind in _PAIRWISE
-    all_texts = list(data.train_a) + list(data.test_a)
-    if pairwise:
-        all_texts += list(data.train_b) + list(data.test_b)
-    feats = _unique_features(all_texts, extract)
+    if folds < 2:
+        raise InputError(f"folds: must be at least 2, got {folds}")
+    if not Cs or min(Cs) <= 0:
+        raise InputError(f"C: each must be positive, got {list(Cs)}")
     n_tr, n_te = len(data.train_a), len(data.test_a)
-    f_tr_a, f_te_a = feats[:n_tr], feats[n_tr : n_tr + n_te]
-    mean = f_tr_a.mean(axis=0).astype(np.float64)
-    scale = f_tr_a.std(axis=0).astype(np.float64) + 1e-6
-    z = lambda f: (f.astype(np.float64) - mean) / scale  # noqa: E731
-    y_tr, y_te = data.train_y, data.test_y
+    pairs = list(data.train_a) + list(data.test_a)
     if pairwise:
-        f_tr_b = feats[n_tr + n_te : 2 * n_tr + n_te]
-        f_te_b = feats[2 * n_tr + n_te :]
-        d = z(f_tr_a) - z(f_tr_b)
-        x = np.concatenate([d, -d])
-        y = np.concatenate([y_tr, 1.0 - y_tr])
-        tie = np.concatenate([y_tr == 0.5, y_tr == 0.5])
-        xs = np.concatenate([x[~tie], x[tie], x[tie]])
-        ys = np.concatenate([(y[~tie] > 0.5), np.ones(tie.sum(), bool), np.zeros(tie.sum(), bool)])
-        ws = np.concatenate([np.ones((~tie).sum()), np.full(2 * tie.sum(), 0.5)])
-        head = LogisticRegression(C=C, fit_intercept=False, max_iter=2000)
-        head.fit(xs, ys.astype(int), sample_weight=ws)
-        intercept = 0.0
-    else:
-        head = LogisticRegression(C=C, max_iter=2000)
-        head.fit(z(f_tr_a), (y_tr > 0.5).astype(int))
-        intercept = float(head.intercept_[0])
+        pairs += list(data.train_b) + list(data.test_b)
+    feats = extract(
+        model, tokenizer, pairs, blocks=blocks, cuts=cuts, prompt_tokens=prompt_tokens,
+        model_id=model_id, cache_dir=cache_dir, progress=progress,
+    )  # fmt: skip
+    f_tr_a, f_te_a = _subset(feats, slice(0, n_tr)), _subset(feats, slice(n_tr, n_tr + n_te))
+    f_tr_b = f_te_b = None
+    if pairwise:
+        f_tr_b = _subset(feats, slice(n_tr + n_te, 2 * n_tr + n_te))
+        f_te_b = _subset(feats, slice(2 * n_tr + n_te, None))
+    groups = data.train_groups if data.train_groups is not None else np.arange(n_tr)
+    y_tr, y_te = np.asarray(data.train_y, np.float64), np.asarray(data.test_y, np.float64)
+    spec, C, table = select_features(
+        data.kind, f_tr_a, f_tr_b, y_tr, groups, prompt_tokens=prompt_tokens, folds=folds,
+        Cs=Cs, seed=seed,
+    )  # fmt: skip
+    a = spec.matrix(f_tr_a)
+    b = None if f_tr_b is None else spec.matrix(f_tr_b)
+    design = _Design(a, b, np.arange(n_tr))
+    coef, intercept = _logistic(design.x, y_tr, C=C, pairwise=pairwise)
     judge = Judge(
-        kind=data.kind,
-        model_id=model_id,
-        layer=layer,
-        max_tokens=max_tokens,
-        mean=mean,
-        scale=scale,
-        coef=head.coef_[0].astype(np.float64),
-        intercept=intercept,
-        validation={},
-    )
-    p_te = judge.probabilities(f_te_a, f_te_b if pairwise else None)
+        kind=data.kind, model_id=model_id, features=spec, mean=design.mean, scale=design.scale,
+        coef=coef, intercept=intercept, validation={},
+    )  # fmt: skip
+    p_te = judge.probabilities(spec.matrix(f_te_a), spec.matrix(f_te_b) if pairwise else None)
     decided = y_te != 0.5
     val: dict[str, Any] = {
         "accuracy": float(np.mean((p_te[decided] > 0.5) == (y_te[decided] > 0.5))),
@@ -233,10 +480,13 @@ def fit_judge(
         "majority_accuracy": float(max(np.mean(y_te[decided] > 0.5), np.mean(y_te[decided] < 0.5))),
         "test_rows": int(n_te),
         "train_rows": int(n_tr),
-        "head": f"logistic regression, C={C}",
-        "features": f"mean-pooled layer {layer} of {model_id}, {max_tokens} tokens",
+        "head": ("Bradley-Terry logistic on feature differences" if pairwise
+                 else "logistic regression") + f", C={C}",
+        "features": f"{spec.describe()}, {model_id}",
+        "cv_auc": max(r["cv_auc"] for r in table["stage2"]),
+        "selection": table,
         "split": data.split,
-    }
+    }  # fmt: skip
     if pairwise:
         val["tie_rows"] = int((~decided).sum())
         val["tie_mean_probability"] = float(p_te[~decided].mean()) if (~decided).any() else None
@@ -252,15 +502,15 @@ def fit_judge(
     return dataclasses.replace(judge, validation=val)
 
 
-def judge_texts(kind: str, row: dict[str, Any]) -> tuple[str, str | None]:
-    """The text(s) a judge reads from an input row.
+def judge_texts(kind: str, row: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str] | None]:
+    """The ``(prompt, reply)`` exchange(s) a judge reads from an input row.
 
     ``prompt`` (or ``question`` / ``instruction``) and ``output`` (or ``answer``); the
-    helpfulness judge also needs ``reference``.
+    helpfulness judge also reads ``reference`` when present.
 
     Examples:
         >>> judge_texts("truthfulness", {"question": "Why?", "answer": "Because."})
-        ('Q: Why?\\nA: Because.', None)
+        (('Why?', 'Because.'), None)
     """
     if kind not in KINDS:
         raise InputError(f"kind: unknown judge {kind!r}")
@@ -268,25 +518,24 @@ def judge_texts(kind: str, row: dict[str, Any]) -> tuple[str, str | None]:
     output = next((row[k] for k in ("output", "answer") if k in row), None)
     if not isinstance(prompt, str) or not isinstance(output, str):
         raise InputError("row: needs 'prompt' (or 'question'/'instruction') and 'output' text")
-    if kind in ("truthfulness", "informativeness"):
-        return qa_text(prompt, output), None
     ref = row.get("reference")
-    if kind in _PAIRWISE:
-        return pair_text(prompt, output), (pair_text(prompt, ref) if isinstance(ref, str) else None)
-    return pair_text(prompt, output), None
+    if kind in _PAIRWISE and isinstance(ref, str):
+        return (prompt.strip(), output.strip()), (prompt.strip(), ref.strip())
+    return (prompt.strip(), output.strip()), None
 
 
 def validation_summary(judge: Judge) -> dict[str, Any]:
     """The held-apart figures every score carries (accuracy, AUC, rows, how they were held apart).
 
     Examples:
-        >>> j = Judge("truthfulness", "m", 1, 8, np.zeros(2), np.ones(2), np.ones(2), 0.0,
+        >>> spec = FeatureSpec((1,), "mean", 8, 8, 8)
+        >>> j = Judge("truthfulness", "m", spec, np.zeros(2), np.ones(2), np.ones(2), 0.0,
         ...           {"accuracy": 0.8, "test_rows": 10, "split": {"disjoint": "question"}})
         >>> validation_summary(j)["held_apart"]
         'question'
     """
     v = judge.validation
-    out = {k: v.get(k) for k in ("accuracy", "auc", "majority_accuracy", "test_rows")}
+    out = {k: v.get(k) for k in ("accuracy", "auc", "majority_accuracy", "test_rows", "cv_auc")}
     out["held_apart"] = (v.get("split") or {}).get("disjoint")
     for k in ("pair_accuracy", "refusal_recall"):
         if k in v:
@@ -320,19 +569,23 @@ def score_rows(
         helpfulness reward), ``score_type`` and ``judge_validation``
         (:func:`validation_summary`).
     """
-    pairs = [judge_texts(judge.kind, r) for r in rows]
-    texts = [a for a, _ in pairs]
-    refs = [b for _, b in pairs]
+    got = [judge_texts(judge.kind, r) for r in rows]
+    outs = [a for a, _ in got]
+    refs = [b for _, b in got]
     if judge.pairwise and any(r is None for r in refs) and not all(r is None for r in refs):
         raise InputError("rows: give 'reference' on every row or on none (helpfulness judge)")
-    all_texts = texts + [r for r in refs if r is not None]
-    feats = hidden_features(
-        model, tokenizer, all_texts, layer=judge.layer, max_tokens=judge.max_tokens,
-        cache_dir=cache_dir, model_id=judge.model_id, progress=progress,
+    with_ref = judge.pairwise and bool(refs) and refs[0] is not None
+    spec = judge.features
+    feats = extract(
+        model, tokenizer, outs + ([r for r in refs if r is not None] if with_ref else []),
+        blocks=spec.blocks, cuts=sorted({spec.cut, spec.reply_tokens}),
+        prompt_tokens=spec.prompt_tokens, model_id=judge.model_id, cache_dir=cache_dir,
+        progress=progress,
     )  # fmt: skip
-    f_a = feats[: len(texts)]
-    if judge.pairwise and refs and refs[0] is not None:
-        scores, kind = judge.probabilities(f_a, feats[len(texts) :]), "p_output_beats_reference"
+    x = spec.matrix(feats)
+    f_a = x[: len(outs)]
+    if with_ref:
+        scores, kind = judge.probabilities(f_a, x[len(outs) :]), "p_output_beats_reference"
     elif judge.pairwise:
         scores, kind = judge.logits(f_a), "reward"
     else:

@@ -7,6 +7,7 @@ splitting at the dots and renaming ``weight``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -427,6 +428,56 @@ class CausalLM(nnx.Module):
                 next_position=start + jnp.sum(mask, axis=1, dtype=jnp.int32),
             )
         return x, cache
+
+    def block_outputs(
+        self,
+        input_ids: jax.Array,
+        *,
+        attention_mask: jax.Array | None = None,
+        blocks: Sequence[int],
+    ) -> list[jax.Array]:
+        """Residual stream after each of ``blocks`` decoder blocks, in one forward without cache.
+
+        ``0`` is the token embeddings, ``num_hidden_layers`` the last block's output (before the
+        final norm). Only the blocks up to ``max(blocks)`` run. Positions and masking are those
+        of :meth:`hidden_states` (right padding keeps real positions from 0).
+
+        Args:
+            input_ids: ``(batch, length)`` token ids.
+            attention_mask: 1 = real token, 0 = pad.
+            blocks: block counts, each in ``0 .. num_hidden_layers``.
+
+        Returns:
+            One ``(batch, length, hidden)`` array per entry of ``blocks``.
+
+        Examples:
+            >>> import jax.numpy as jnp
+            >>> from flax import nnx
+            >>> cfg = DecoderConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
+            ...                     num_hidden_layers=2, num_attention_heads=2)
+            >>> model = CausalLM(cfg, rngs=nnx.Rngs(0))
+            >>> ids = jnp.ones((1, 4), jnp.int32)
+            >>> last = model.block_outputs(ids, blocks=[2])[0]
+            >>> bool(jnp.allclose(model.model.norm(last), model.hidden_states(ids)[0], atol=1e-6))
+            True
+        """
+        n = self.config.num_hidden_layers
+        blocks = [int(k) for k in blocks]
+        if not blocks or min(blocks) < 0 or max(blocks) > n:
+            raise InputError(f"blocks: each must be in 0..{n}, got {blocks}")
+        input_ids = jnp.asarray(input_ids)
+        b, t = input_ids.shape
+        mask = jnp.ones((b, t), bool) if attention_mask is None else jnp.asarray(attention_mask) > 0
+        positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+        cos, sin = self._cos_sin(positions)
+        causal = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]
+        full_mask = causal[None] & mask[:, None, :]
+        x = self.model.embed_tokens(input_ids)
+        outs = {0: x}
+        for i, layer in enumerate(list(self.model.layers)[: max(blocks)]):
+            x, _ = layer(x, cos, sin, full_mask, None, 0)
+            outs[i + 1] = x
+        return [outs[k] for k in blocks]
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """Apply the output head (tied embedding or ``lm_head``) to hidden states."""
