@@ -39,6 +39,15 @@ from ._moe import moe_blocks as moe_blocks
 from ._moe import read_adapter as read_adapter
 from ._moe import router_logits as router_logits
 from ._moe import set_recording as set_recording
+from ._pipeline import BUDGETS as BUDGETS
+from ._pipeline import ROWS as ROWS
+from ._pipeline import VARIANTS as VARIANTS
+from ._pipeline import Budget as Budget
+from ._pipeline import results_table as results_table
+from ._pipeline import run_align as run_align
+from ._pipeline import run_build as run_build
+from ._pipeline import run_evaluate as run_evaluate
+from ._pipeline import run_experts as run_experts
 from ._train import SFTBatch as SFTBatch
 from ._train import add_alignment_lora as add_alignment_lora
 from ._train import align_moe as align_moe
@@ -48,7 +57,16 @@ from ._train import train_expert as train_expert
 from ._train import trainable_filter as trainable_filter
 
 __all__ = [
+    "BUDGETS",
+    "Budget",
     "GOALS",
+    "ROWS",
+    "VARIANTS",
+    "results_table",
+    "run_align",
+    "run_build",
+    "run_evaluate",
+    "run_experts",
     "PROJECTIONS",
     "Adapter",
     "ExpertDelta",
