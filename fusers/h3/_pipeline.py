@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ class Budget:
         eval_prompts: prompts per goal evaluated (``None``: all).
         max_new_tokens: generation length.
         judge_train, judge_test: rows per judge (training / held apart).
+        judge_max_tokens: judge texts are cut to this many tokens.
 
     Examples:
         >>> BUDGETS["cpu"].batch_size <= BUDGETS["full"].batch_size
@@ -77,13 +79,14 @@ class Budget:
     max_new_tokens: int
     judge_train: int
     judge_test: int
+    judge_max_tokens: int
 
 
 #: The two budgets: ``cpu`` fits 2 shared CPU cores within an hour; ``full`` is the reference's
 #: 3 epochs, lr 5e-4, batch 8, 300 tokens (a GPU job).
 BUDGETS: dict[str, Budget] = {
-    "cpu": Budget("cpu", 12, 12, 1, 4, 96, 2e-3, 12, 40, 240, 120),
-    "full": Budget("full", None, None, 3, 8, 300, 5e-4, None, 512, 2000, 600),
+    "cpu": Budget("cpu", 6, 6, 1, 4, 96, 2e-3, 8, 32, 160, 80, 64),
+    "full": Budget("full", None, None, 3, 8, 300, 5e-4, None, 512, 2000, 600, 128),
 }
 
 #: Stage-three variants: the fixed defaults and the reference's behaviour.
@@ -195,6 +198,7 @@ def run_experts(
             if bar is not None:
                 bar.close()
         lm.save_adapters(base, folder / "adapter", base_model_name_or_path=name)
+        shutil.rmtree(folder / "train", ignore_errors=True)  # only needed to resume
         doc = {
             "goal": goal,
             "model": name,
@@ -362,6 +366,7 @@ def run_align(
             if bar is not None:
                 bar.close()
         lm.save_checkpoint(folder / "final", moe, step=n_steps, keep=1)
+        shutil.rmtree(folder / "train", ignore_errors=True)  # only needed to resume
         align_doc = {
             "variant": v,
             "model": name,
@@ -565,7 +570,13 @@ def run_evaluate(
         bar = progress(f"judge {kind}") if progress else None
         try:
             trained[kind] = judges.fit_judge(
-                data, jmodel, jtok, model_id=jname, cache_dir=jdir / "cache", progress=bar
+                data,
+                jmodel,
+                jtok,
+                model_id=jname,
+                max_tokens=b.judge_max_tokens,
+                cache_dir=jdir / "cache",
+                progress=bar,
             )
         finally:
             if bar is not None:
