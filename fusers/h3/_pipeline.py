@@ -331,6 +331,12 @@ def run_align(
 
     Returns:
         ``{variant: align.json contents}``.
+
+    Examples:
+        >>> run_align("/tmp/x", data_dir=".", budget="huge")
+        Traceback (most recent call last):
+        ...
+        ensembles.util.InputError: --budget: one of cpu, full, got 'huge'
     """
     b = _budget(budget)
     root = Path(out)
@@ -548,6 +554,12 @@ def run_evaluate(
 
     Returns:
         The ``results.json`` document.
+
+    Examples:
+        >>> run_evaluate("/tmp/x", data_dir=".", budget="tiny")
+        Traceback (most recent call last):
+        ...
+        ensembles.util.InputError: --budget: one of cpu, full, got 'tiny'
     """
     from .. import judges
 
