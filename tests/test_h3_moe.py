@@ -353,3 +353,25 @@ def test_label_builder_on_the_real_set_sizes():
     assert np.bincount(h3.task_labels([500, 2483, 1548], kind="cumulative")).tolist() == [
         500, 2983, 1048,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["delta", "param_norm"])
+def test_regulariser_gradient_is_finite_at_fresh_lora(kind):
+    """A fresh alignment LoRA has B = 0 exactly: the un-squared norm must not give NaN."""
+    moe = h3.build_moe(base(), experts())
+    h3.add_alignment_lora(moe, seed=0)
+    graphdef, state, rest = nnx.split(moe, lm.LoRAParam, ...)
+    grads = jax.grad(
+        lambda s: h3.drift_regularizer(nnx.merge(graphdef, s, rest), (1.0, 1.0, 1.0), kind=kind)
+    )(state)
+    assert all(np.isfinite(np.asarray(g[...])).all() for _, g in nnx.to_flat_state(grads))
+
+
+def test_faithful_alignment_from_fresh_lora_stays_finite():
+    moe = h3.build_moe(base(), experts(), flags=h3.H3Flags.faithful())
+    rng = np.random.default_rng(4)
+    enc = [(list(rng.integers(1, 48, 6)), [0, 0, 1, 1, 1, 1]) for _ in range(3)]
+    hist = h3.align_moe(moe, enc, [0, 1, 2], steps=3, flags=h3.H3Flags.faithful(),
+                        gammas=(1e-3,) * 3, batch_size=3, length_bucket=4)  # fmt: skip
+    assert all(np.isfinite(h["loss"]) for h in hist)
+    assert np.isfinite(np.asarray(moe(IDS))).all()

@@ -126,8 +126,16 @@ def drift_regularizer(model: Any, gammas: Sequence[float], *, kind: str = "delta
                 for proj in PROJECTIONS:
                     for part in ("a", "b"):
                         t = getattr(block, f"{proj}_lora_{part}")[...].astype(jnp.float32)
-                        per_expert = per_expert + jnp.sqrt(jnp.sum(t * t, axis=(1, 2)))
+                        per_expert = per_expert + _norm(t)
     return jnp.sum(jnp.asarray(g, jnp.float32) * per_expert) / len(blocks)
+
+
+def _norm(t: jax.Array) -> jax.Array:
+    """Frobenius norm over the last two axes with gradient 0 (not NaN) at 0, as PyTorch's
+    ``torch.norm`` (a fresh LoRA ``B`` is exactly 0)."""
+    sq = jnp.sum(t * t, axis=(-2, -1))
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
 def task_labels(sizes: Sequence[int], *, kind: str = "per_dataset") -> np.ndarray:

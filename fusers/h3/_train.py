@@ -363,6 +363,10 @@ def align_moe(
                 gate_kind=flags.gate_loss, reg_kind=flags.regularizer,
             )  # fmt: skip
             history.append({k: float(v) for k, v in out.items()})
+            if not np.isfinite(history[-1]["loss"]):
+                raise FloatingPointError(
+                    f"stage 3 step {len(history) - 1}: non-finite loss {history[-1]}"
+                )
             saved = checkpoint_dir is not None and (
                 len(history) % checkpoint_every == 0 or len(history) == steps
             )
