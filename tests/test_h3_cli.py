@@ -61,7 +61,8 @@ def setup(tmp_path_factory):
     hidden = cfg.hidden_size
     for k, kind in enumerate(judges.KINDS):
         coef = np.random.default_rng(k).normal(0, 1, hidden)
-        judges.Judge(kind, "tiny", 1, 32, np.zeros(hidden), np.ones(hidden), coef, 0.0,
+        spec = judges.FeatureSpec((1,), "mean", 32, 32, 32, False)
+        judges.Judge(kind, "tiny", spec, np.zeros(hidden), np.ones(hidden), coef, 0.0,
                      {"accuracy": 0.5 + 0.01 * k, "auc": 0.5, "test_rows": 10,
                       "split": {"disjoint": "synthetic"}}).save(jdir / f"{kind}.json")  # fmt: skip
     return {"data": data, "model": model_dir, "judges": jdir, "root": root}

@@ -61,7 +61,8 @@ class Budget:
         eval_prompts: prompts per goal evaluated (``None``: all).
         max_new_tokens: generation length.
         judge_train, judge_test: rows per judge (training / held apart).
-        judge_max_tokens: judge texts are cut to this many tokens.
+        judge_blocks, judge_cuts: the decoder blocks and reply cuts whose features the
+            judges choose from (by cross-validation on their training rows).
 
     Examples:
         >>> BUDGETS["cpu"].batch_size <= BUDGETS["full"].batch_size
@@ -79,14 +80,17 @@ class Budget:
     max_new_tokens: int
     judge_train: int
     judge_test: int
-    judge_max_tokens: int
+    judge_blocks: tuple[int, ...]
+    judge_cuts: tuple[int, ...]
 
 
 #: The two budgets: ``cpu`` fits 2 shared CPU cores within an hour; ``full`` is the reference's
 #: 3 epochs, lr 5e-4, batch 8, 300 tokens (a GPU job).
 BUDGETS: dict[str, Budget] = {
-    "cpu": Budget("cpu", 6, 6, 1, 4, 96, 2e-3, 8, 32, 160, 80, 64),
-    "full": Budget("full", None, None, 3, 8, 300, 5e-4, None, 512, 2000, 600, 128),
+    "cpu": Budget("cpu", 6, 6, 1, 4, 96, 2e-3, 8, 32, 160, 80, (12, 20), (48, 96)),
+    "full": Budget(
+        "full", None, None, 3, 8, 300, 5e-4, None, 512, 2000, 600, (4, 8, 12, 16, 20), (48, 96, 192)
+    ),  # fmt: skip
 }
 
 #: Stage-three variants: the fixed defaults and the reference's behaviour.
@@ -592,7 +596,8 @@ def run_evaluate(
                 jmodel,
                 jtok,
                 model_id=jname,
-                max_tokens=b.judge_max_tokens,
+                blocks=b.judge_blocks,
+                cuts=b.judge_cuts,
                 cache_dir=jdir / "cache",
                 progress=bar,
             )
