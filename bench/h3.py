@@ -16,7 +16,6 @@ trained once (seed 0) into ``bench/out/h3/judges`` and shared by every seed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -70,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             auc = "n/a" if v["auc"] is None else f"{v['auc']:.3f}"
             print(f"| {kind} | {v['accuracy']:.3f} | {auc} | {v['majority_accuracy']:.3f} | "
                   f"{v['test_rows']} |")  # fmt: skip
-    from ensembles.util import write_atomic
+    from ensembles.util import write_json_atomic
 
-    text = json.dumps({str(k): v["table"] for k, v in summary.items()}, indent=1) + "\n"
-    write_atomic(Path(args.out) / "summary.json", lambda fh: fh.write(text.encode()))
+    tables = {str(k): v["table"] for k, v in summary.items()}
+    write_json_atomic(Path(args.out) / "summary.json", tables, indent=1)
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ensembles.util import InputError, jsonable, write_atomic
+from ensembles.util import InputError, jsonable, write_atomic, write_json_atomic
 
 from .. import lm
 from ._data import END, GOALS, encode_examples, load_eval_prompts, load_goal, prompt_text
@@ -112,12 +112,6 @@ def _versions() -> dict[str, str]:
         "optax": optax.__version__,
         "numpy": np.__version__,
     }
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    text = json.dumps(jsonable(doc), indent=1, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -217,7 +211,7 @@ def run_experts(
             "seconds": time.perf_counter() - t0,
             "versions": _versions(),
         }
-        _write_json(folder / "expert.json", doc)
+        write_json_atomic(folder / "expert.json", doc)
         log(f"{goal}: {n_steps} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         results[goal] = doc
     return results
@@ -296,7 +290,7 @@ def run_build(
             "delta_scale": moe_blocks(moe)[0].scale,
             "counts": _moe_counts(moe, k),
         }
-        _write_json(root / "moe" / v / "moe.json", doc)
+        write_json_atomic(root / "moe" / v / "moe.json", doc)
         log(f"{v}: {doc['counts']['experts']} experts, top-{k}, delta scale {doc['delta_scale']}")
         docs[v] = doc
     return docs
@@ -394,7 +388,7 @@ def run_align(
             "seconds": time.perf_counter() - t0,
             "versions": _versions(),
         }
-        _write_json(folder / "align.json", align_doc)
+        write_json_atomic(folder / "align.json", align_doc)
         first, last = hist[0], hist[-1]
         log(
             f"{v}: {n_steps} steps, LM {first['lm']:.3f} -> {last['lm']:.3f}, "
@@ -669,7 +663,7 @@ def run_evaluate(
             metrics["seconds"] = float(json.loads(timing_file.read_text())["seconds"])
         else:
             metrics["seconds"] = time.perf_counter() - t1
-            _write_json(timing_file, {"seconds": metrics["seconds"]})
+            write_json_atomic(timing_file, {"seconds": metrics["seconds"]})
         table[row] = metrics
         log(f"{row}: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     for row, maps in routing.items():
@@ -698,7 +692,7 @@ def run_evaluate(
         "seconds": stages,
         "versions": _versions(),
     }
-    _write_json(ev / "results.json", doc)
+    write_json_atomic(ev / "results.json", doc)
     return doc
 
 
