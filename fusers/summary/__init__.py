@@ -12,16 +12,40 @@ Example:
     9
 """
 
+from ._data import LETTERS as LETTERS
+from ._data import SyntheticData as SyntheticData
+from ._data import alpaca_examples as alpaca_examples
+from ._data import load_jsonl as load_jsonl
+from ._data import mmlu_pro_bundle as mmlu_pro_bundle
+from ._data import mmlu_pro_examples as mmlu_pro_examples
+from ._data import parse_choice as parse_choice
+from ._data import question_split as question_split
+from ._data import synthetic_offsets as synthetic_offsets
 from ._fuser import SummaryExample as SummaryExample
 from ._fuser import SummaryFuser as SummaryFuser
 from ._layout import ByteTokenizer as ByteTokenizer
 from ._layout import Layout as Layout
 from ._layout import TokenizerAdapter as TokenizerAdapter
+from ._protocol import BUDGETS as BUDGETS
+from ._protocol import choose_team as choose_team
+from ._protocol import run_mmlu_pro as run_mmlu_pro
 
 __all__ = [
+    "BUDGETS",
+    "LETTERS",
     "ByteTokenizer",
     "Layout",
     "SummaryExample",
     "SummaryFuser",
+    "SyntheticData",
     "TokenizerAdapter",
+    "alpaca_examples",
+    "choose_team",
+    "load_jsonl",
+    "mmlu_pro_bundle",
+    "mmlu_pro_examples",
+    "parse_choice",
+    "question_split",
+    "run_mmlu_pro",
+    "synthetic_offsets",
 ]
