@@ -6,7 +6,6 @@ import dataclasses
 import gzip
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from ensembles.util import InputError
 
 from ._fuser import SummaryExample
+from ._parse import LETTERS, parse_choice
 
 __all__ = [
     "LETTERS",
@@ -28,20 +28,6 @@ __all__ = [
     "question_split",
     "synthetic_offsets",
 ]
-
-LETTERS = "ABCDEFGHIJKLMNOP"
-_ANSWER = re.compile(r"answer is:?\s*\(?([A-P])\)?")
-
-
-def parse_choice(text: str) -> int:
-    """The option index of the last "The answer is (X)" in ``text`` (``-1``: none).
-
-    Example:
-        >>> parse_choice("The answer is (C)."), parse_choice("so the answer is B"), parse_choice("?")
-        (2, 1, -1)
-    """
-    found = _ANSWER.findall(text or "")
-    return LETTERS.index(found[-1]) if found else -1
 
 
 def load_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -150,8 +136,9 @@ def mmlu_pro_examples(
         cands = () if question_only else tuple(str(r["candidates"][j]["text"]) for j in members)
         gold = int(r["answer_index"])
         out.append(
-            SummaryExample(f"{r['question']}\n{opts}", cands, f"The answer is ({LETTERS[gold]}).",
-                           gold)  # fmt: skip
+            SummaryExample(
+                f"{r['question']}\n{opts}", cands, f"The answer is ({LETTERS[gold]}).", gold
+            )  # fmt: skip
         )
     return out
 
@@ -195,8 +182,9 @@ def alpaca_examples(
         ref = str(p["ref_text_davinci_003"])
         target = str(got[best]["output"]) if wins[best] > 0.5 else ref
         out.append(
-            SummaryExample(str(p["instruction"]), tuple(str(g["output"]) for g in got), target,
-                           ref)  # fmt: skip
+            SummaryExample(
+                str(p["instruction"]), tuple(str(g["output"]) for g in got), target, ref
+            )  # fmt: skip
         )
     return out
 

@@ -9,6 +9,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from ensembles.util import InputError
 
 from ._layout import ByteTokenizer, Layout, as_codec
+from ._parse import parse_choice
 
 __all__ = ["SummaryExample", "SummaryFuser"]
 
@@ -204,9 +206,7 @@ class SummaryFuser:
         if self.finetune not in ("lora", "full"):
             raise InputError(f"finetune: 'lora' or 'full', got {self.finetune!r}")
         if self.evaluation not in ("generate", "teacher_forced"):
-            raise InputError(
-                f"evaluation: 'generate' or 'teacher_forced', got {self.evaluation!r}"
-            )
+            raise InputError(f"evaluation: 'generate' or 'teacher_forced', got {self.evaluation!r}")
         for name in ("epochs", "batch_size", "max_new_tokens", "eval_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -328,8 +328,9 @@ class SummaryFuser:
         self._build(m.pop())
         ids, att, loss_mask = self._encode(train, targets=True)
         spe = len(train) // self.batch_size
-        total = self.epochs * spe if self.max_steps is None else min(self.max_steps,
-                                                                     self.epochs * spe)
+        total = (
+            self.epochs * spe if self.max_steps is None else min(self.max_steps, self.epochs * spe)
+        )
         every = self.eval_every or spe
         opt = lm.make_optimizer(
             self.model_, learning_rate=self._lr(), total_steps=total, schedule="linear",
@@ -417,6 +418,102 @@ class SummaryFuser:
             h.update(json.dumps([ex.question, list(ex.candidates), ex.target]).encode())
         return h.hexdigest()[:16]
 
+    # ------------------------------------------------------------------ saving
+    def _weights(self) -> dict[str, np.ndarray]:
+        """The trained weights, flat; with LoRA only the marker rows of the embedding."""
+        from flax import nnx
+
+        from .._checkpoint import tree_to_arrays
+
+        arrays = tree_to_arrays(_pure(nnx.state(self.model_, self._wrt)))
+        if self._lora:
+            for k in arrays:
+                if "embed_tokens" in k:
+                    arrays[k] = arrays[k][self.layout_.first_marker :]
+        return arrays
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the fitted fuser to ``folder``: ``summary_fuser.json`` (settings, layout,
+        training record) and ``weights/`` (the trained weights: adapters and marker rows
+        with LoRA, every parameter otherwise). The base model is not copied: loading reads
+        it again from the same source.
+
+        Returns:
+            The folder.
+        """
+        from ensembles.util import check_writable_dir, write_json_atomic
+
+        from .._checkpoint import save_arrays
+
+        self._fitted()
+        folder = Path(folder)
+        check_writable_dir(folder, name="folder")
+        digest = save_arrays(folder / "weights", self._weights())
+        params = self.get_params()
+        params["model"] = self.model if isinstance(self.model, str) else str(self.model)
+        doc = {
+            "class": "SummaryFuser",
+            "params": params,
+            "model": self.model if isinstance(self.model, str) else self.model.to_dict(),
+            "scratch": self._scratch(),
+            "parser": _PARSERS_BY_FN.get(self.parser),
+            "n_candidates": self.layout_.n_candidates,
+            "weights_sha256": digest,
+            "training": {
+                "best_step": self.best_step_,
+                "best_score": self.best_score_,
+                "steps_run": self.steps_run_,
+                "history": self.history_,
+            },
+        }
+        write_json_atomic(folder / FUSER_FILE, doc)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> SummaryFuser:
+        """Read a fuser written by :meth:`save` (the base model is read from its source).
+
+        Raises:
+            InputError: a missing or corrupted folder, or one written for another model.
+        """
+        from flax import nnx
+
+        from fusers import lm
+
+        from .._checkpoint import arrays_to_tree, load_arrays, tree_to_arrays
+
+        folder = Path(folder)
+        meta_path = folder / FUSER_FILE
+        if not meta_path.is_file():
+            raise InputError(f"{folder}: not a saved SummaryFuser (no {FUSER_FILE})")
+        try:
+            doc = json.loads(meta_path.read_text(encoding="utf-8"))
+            params = dict(doc["params"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"{meta_path}: unreadable ({type(exc).__name__})") from None
+        model = lm.DecoderConfig.from_dict(doc["model"]) if doc["scratch"] else doc["model"]
+        kwargs = {k: params[k] for k in _SAVED_PARAMS if k in params}
+        kwargs["lora_targets"] = tuple(params.get("lora_targets", LORA_TARGETS))
+        fuser = cls(model=model, parser=_PARSERS.get(doc.get("parser")), **kwargs)
+        fuser._build(int(doc["n_candidates"]))
+        arrays = load_arrays(folder / "weights", digest=doc.get("weights_sha256"))
+        template = _pure(nnx.state(fuser.model_, fuser._wrt))
+        if fuser._lora:
+            full = tree_to_arrays(template)
+            for k in arrays:
+                if "embed_tokens" in k and k in full:
+                    table = full[k].copy()
+                    table[fuser.layout_.first_marker :] = arrays[k]
+                    arrays[k] = table
+        _set_pure(fuser.model_, fuser._wrt, arrays_to_tree(template, arrays, where=str(folder)))
+        fuser.model_.eval()
+        tr = doc.get("training", {})
+        fuser.best_step_ = tr.get("best_step")
+        fuser.best_score_ = tr.get("best_score")
+        fuser.steps_run_ = tr.get("steps_run")
+        fuser.history_ = tr.get("history", [])
+        return fuser
+
     # ------------------------------------------------------------------ inference
     def _fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -491,6 +588,18 @@ class SummaryFuser:
         return float(np.mean([p == ex.gold for p, ex in zip(pred, examples, strict=True)]))
 
 
+FUSER_FILE = "summary_fuser.json"
+_SAVED_PARAMS = (
+    "finetune", "lora_rank", "lora_alpha", "context", "target_tokens", "question_tokens",
+    "learning_rate", "weight_decay", "epochs", "batch_size", "max_steps", "eval_every",
+    "patience", "evaluation", "max_new_tokens", "eval_batch_size", "seed",
+)  # fmt: skip
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"choice": parse_choice}
+_PARSERS_BY_FN = {fn: name for name, fn in _PARSERS.items()}
+
+
 def _config_dict(cfg: Any) -> Any:
     try:
         return dataclasses.asdict(cfg)
@@ -562,4 +671,3 @@ class _Lazy:
 
 _train_step = _Lazy(_make_train_step)
 _target_argmax = _Lazy(_make_target_argmax)
-
