@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ensembles.util import write_json_atomic
 
 DATA = Path(
@@ -72,57 +70,30 @@ SYNTHETIC = {
 
 
 def _fmt(x: Any) -> str:
-    return "–" if x is None else f"{x:.3f}"
+    return "–" if x is None else (x if isinstance(x, str) else f"{x:.3f}")
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown table: one column per seed, then the mean."""
+    """Markdown table (one column per seed, then the mean) and a line on the budget."""
+    from fusers.summary import results_table
+
     if not results:
         return ""
-    rows: list[tuple[str, list[float | None]]] = []
-
-    def add(name, get):
-        vals = []
-        for r in results:
-            try:
-                vals.append(get(r))
-            except (KeyError, TypeError):
-                vals.append(None)
-        rows.append((name, vals))
-
-    add("**Summary fuser (greedy + parser)**", lambda r: r["accuracy"])
-    if any("teacher_forced_accuracy" in r["training"]["fuser"] for r in results):
-        add("Summary fuser, teacher-forced (faithful)",
-            lambda r: r["training"]["fuser"]["teacher_forced_accuracy"])  # fmt: skip
-    add("question-only ablation", lambda r: r["baselines"]["question_only"])
-    add("plurality of the team", lambda r: r["baselines"]["plurality_team"])
-    add("TOPLA-Weighted of the team", lambda r: r["baselines"]["topla_weighted_team"])
-    add("plurality of all six", lambda r: r["baselines"]["plurality_all"])
-    add("best single (chosen on val)", lambda r: r["baselines"]["best_single"]["accuracy"])
-    for m in results[0]["baselines"]["members"]:
-        add(f"member {m}", lambda r, m=m: r["baselines"]["members"][m])
-    add("oracle of the team", lambda r: r["baselines"]["oracle_team"])
-    add("oracle of all six", lambda r: r["baselines"]["oracle_all"])
-    add("unparsed fuser outputs (share)", lambda r: r["training"]["fuser"]["unparsed"])
-    seeds = [r["splits"]["seed"] for r in results]
-    head = "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |"
-    lines = [head, "|---|" + "---|" * (len(seeds) + 1)]
-    for name, vals in rows:
-        ok = [v for v in vals if v is not None]
-        mean = float(np.mean(ok)) if ok else None
-        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals) + f" | {_fmt(mean)} |")
+    headers, rows = results_table(results)
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---|" * (len(headers) - 1)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     r0 = results[0]
     used = r0["splits"]["used_sizes"]
-    lines.append("")
-    lines.append(
+    steps = ", ".join(str(r["training"]["fuser"]["steps_run"]) for r in results)
+    secs = ", ".join(f"{r['seconds']['total']:.0f}" for r in results)
+    teams = "; ".join(", ".join(r["team"]) for r in results)
+    lines += [
+        "",
         f"Budget `{r0['budget']}`: rows used train/val/test = {used['train']}/{used['val']}/"
-        f"{used['test']} of {r0['splits']['full_sizes']}; team {', '.join(r0['team'])} "
-        f"(seed {seeds[0]}); fuser settings {json.dumps(r0['settings'])}; fuser steps run "
-        + ", ".join(str(r["training"]["fuser"]["steps_run"]) for r in results)
-        + "; seconds per seed "
-        + ", ".join(f"{r['seconds']['total']:.0f}" for r in results)
-        + "."
-    )
+        f"{used['test']} (of {r0['splits']['full_sizes']}); teams per seed: {teams}; fuser "
+        f"settings {json.dumps(r0['settings'])}; fuser steps run {steps}; seconds per seed "
+        f"{secs}.",
+    ]
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from ._layout import Layout as Layout
 from ._layout import TokenizerAdapter as TokenizerAdapter
 from ._protocol import BUDGETS as BUDGETS
 from ._protocol import choose_team as choose_team
+from ._protocol import results_table as results_table
 from ._protocol import run_mmlu_pro as run_mmlu_pro
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "mmlu_pro_examples",
     "parse_choice",
     "question_split",
+    "results_table",
     "run_mmlu_pro",
     "synthetic_offsets",
 ]

@@ -213,32 +213,34 @@ class SyntheticData:
 
 
 def synthetic_offsets(
-    n: int, *, n_members: int = 3, p_right: float = 0.4, seed: int = 0
+    n: int, *, n_members: int = 3, p_right: float = 0.3, seed: int = 0
 ) -> SyntheticData:
     """Members with structured errors: the truth is recoverable only by reading their texts.
 
     The true answer is a random digit the question does not reveal. Each member is right with
-    probability ``p_right``; otherwise its answer is the truth shifted by a random non-zero
-    offset modulo 10. Every member states its offset in its text ("shift 3, so 7"), so the
-    truth is ``(answer - shift) mod 10`` of any member, while a vote of the answers is often
-    wrong.
+    probability ``p_right``; otherwise its answer is the truth shifted by the member's own
+    offset (member ``j``: ``2j + 1`` modulo 10, never 0) modulo 10. Every member states its
+    shift in its text (``"+3=7"``: the truth plus 3 is 7), so the truth is ``(answer - shift)
+    mod 10`` of any member, while a vote of the answers is often wrong (wrong members agree
+    with nobody).
 
     Example:
         >>> d = synthetic_offsets(200, seed=0)
-        >>> d.examples[0].candidates[0].startswith("shift "), d.plurality_accuracy() < 0.6
-        (True, True)
+        >>> d.examples[0].candidates[0][0], d.plurality_accuracy() < 0.6
+        ('+', True)
     """
     if n < 1 or n_members < 1 or not 0 <= p_right <= 1:
         raise InputError("synthetic_offsets: need n >= 1, n_members >= 1, 0 <= p_right <= 1")
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, 10, n)
     right = rng.random((n_members, n)) < p_right
-    shift = np.where(right, 0, rng.integers(1, 10, (n_members, n)))
+    own = np.array([(2 * j + 1) % 10 or 9 for j in range(n_members)])[:, None]
+    shift = np.where(right, 0, np.broadcast_to(own, (n_members, n)))
     answers = (truth[None] + shift) % 10
     examples = [
         SummaryExample(
             "Digit?",
-            tuple(f"shift {shift[j, i]}, so {answers[j, i]}" for j in range(n_members)),
+            tuple(f"+{shift[j, i]}={answers[j, i]}" for j in range(n_members)),
             str(truth[i]),
         )
         for i in range(n)

@@ -99,8 +99,9 @@ class SummaryFuser:
             :class:`fusers.lm.DecoderConfig` (randomly initialised, byte-level tokenizer).
         tokenizer: override the tokenizer (a transformers tokenizer or
             :class:`fusers.summary.ByteTokenizer`).
-        finetune: ``"lora"`` (adapters; the added marker rows train too) or ``"full"``.
-            A ``DecoderConfig`` model always trains fully.
+        finetune: ``"lora"`` (adapters; of the embedding table only the added marker rows
+            train) or ``"full"``; ``None``: LoRA for a pretrained model, full training for a
+            ``DecoderConfig``.
         lora_rank, lora_alpha, lora_targets: the adapters.
         context: maximum sequence length; target_tokens: its part reserved for the target
             (``EOS`` included); question_tokens: cap of the question's tokens.
@@ -133,7 +134,7 @@ class SummaryFuser:
         *,
         model: Any = "smollm2",
         tokenizer: Any = None,
-        finetune: str = "lora",
+        finetune: str | None = None,
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
         lora_targets: Sequence[str] = LORA_TARGETS,
@@ -192,18 +193,24 @@ class SummaryFuser:
         out["model"] = self.model if isinstance(self.model, str) else _config_dict(self.model)
         out["parser"] = getattr(self.parser, "__name__", None)
         out["learning_rate_used"] = self._lr()
+        out["finetune_used"] = self._mode()
         return out
 
     def _scratch(self) -> bool:
         return not isinstance(self.model, str | os.PathLike)
 
+    def _mode(self) -> str:
+        if self.finetune is None:
+            return "full" if self._scratch() else "lora"
+        return self.finetune
+
     def _lr(self) -> float:
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        return DEFAULT_LR["scratch" if self._scratch() else self.finetune]
+        return DEFAULT_LR["scratch" if self._scratch() else self._mode()]
 
     def _check(self) -> None:
-        if self.finetune not in ("lora", "full"):
+        if self.finetune not in (None, "lora", "full"):
             raise InputError(f"finetune: 'lora' or 'full', got {self.finetune!r}")
         if self.evaluation not in ("generate", "teacher_forced"):
             raise InputError(f"evaluation: 'generate' or 'teacher_forced', got {self.evaluation!r}")
@@ -248,7 +255,7 @@ class SummaryFuser:
             question_tokens=self.question_tokens,
         )
         lm.resize_token_embeddings(model, layout.vocab_size)
-        lora = self.finetune == "lora" and not self._scratch()
+        lora = self._mode() == "lora"
         if lora:
             lm.apply_lora(
                 model, targets=tuple(self.lora_targets), rank=self.lora_rank,

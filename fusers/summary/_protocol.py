@@ -15,7 +15,7 @@ from ensembles.util import InputError, jsonable
 from ._data import mmlu_pro_bundle, mmlu_pro_examples, parse_choice, question_split
 from ._fuser import SummaryFuser
 
-__all__ = ["BUDGETS", "choose_team", "run_mmlu_pro"]
+__all__ = ["BUDGETS", "choose_team", "results_table", "run_mmlu_pro"]
 
 # Named budgets. "cpu": one seed (fuser and question-only ablation) in about half an hour on
 # two shared CPU cores (SmolLM2-135M, about 25 s per step of 4 x 160 tokens there); "full": the
@@ -223,3 +223,50 @@ def run_mmlu_pro(
             "versions": package_versions(),
         }
     )  # fmt: skip
+
+
+def results_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """``(headers, rows)`` of :func:`run_mmlu_pro` results: one column per seed, then the mean.
+
+    Example:
+        >>> r = {"accuracy": 0.5, "splits": {"seed": 0}, "training": {"fuser": {"unparsed": 0.0}},
+        ...      "baselines": {"members": {"m": 0.4}, "plurality_all": 0.6}}
+        >>> headers, rows = results_table([r])
+        >>> headers, rows[0]
+        (['method', 'seed 0', 'mean'], ['summary fuser (greedy + parser)', 0.5, 0.5])
+    """
+
+    def get(r: Mapping[str, Any], *keys: str) -> Any:
+        cur: Any = r
+        for k in keys:
+            if not isinstance(cur, Mapping) or k not in cur:
+                return None
+            cur = cur[k]
+        return cur
+
+    lines: list[tuple[str, tuple[str, ...]]] = [
+        ("summary fuser (greedy + parser)", ("accuracy",)),
+        ("summary fuser, teacher-forced (faithful)",
+         ("training", "fuser", "teacher_forced_accuracy")),
+        ("question-only ablation", ("baselines", "question_only")),
+        ("plurality of the team", ("baselines", "plurality_team")),
+        ("TOPLA-Weighted of the team", ("baselines", "topla_weighted_team")),
+        ("plurality of all members", ("baselines", "plurality_all")),
+        ("best single (chosen on val)", ("baselines", "best_single", "accuracy")),
+    ]  # fmt: skip
+    members = get(results[0], "baselines", "members") or {} if results else {}
+    lines += [(f"member {m}", ("baselines", "members", m)) for m in members]
+    lines += [
+        ("oracle of the team", ("baselines", "oracle_team")),
+        ("oracle of all members", ("baselines", "oracle_all")),
+        ("fuser outputs not parsed (share)", ("training", "fuser", "unparsed")),
+    ]
+    headers = ["method"] + [f"seed {get(r, 'splits', 'seed')}" for r in results] + ["mean"]
+    rows = []
+    for name, keys in lines:
+        vals = [get(r, *keys) for r in results]
+        if all(v is None for v in vals):
+            continue
+        ok = [float(v) for v in vals if v is not None]
+        rows.append([name, *vals, float(np.mean(ok))])
+    return headers, rows
