@@ -244,20 +244,24 @@ def test_bad_settings_are_input_errors():
 
 
 def test_synthetic_check_beats_plurality():
-    """Members right with probability 0.4, else shifted by an offset they state: the truth
-    is recoverable only by reading their texts, and the fuser must beat their plurality."""
+    """Members right with probability 0.3, else shifted by their own offset, which they
+    state: the truth is recoverable only by reading their texts; plurality of their answers
+    is poor, and the fuser must beat it clearly."""
     train = synthetic_offsets(1000, seed=0)
     val = synthetic_offsets(100, seed=1)
     test = synthetic_offsets(300, seed=2)
     cfg = DecoderConfig(vocab_size=259, hidden_size=64, intermediate_size=128,
                         num_hidden_layers=2, num_attention_heads=4)  # fmt: skip
-    f = SummaryFuser(model=cfg, context=32, target_tokens=2, epochs=8, batch_size=32,
-                     eval_every=31, patience=None, learning_rate=3e-3, eval_batch_size=100)  # fmt: skip
+    f = SummaryFuser(**SYNTHETIC, model=cfg, seed=0)
     f.fit(train.examples, val.examples)
     fused = f.score(test.examples)
     plurality = test.plurality_accuracy()
-    assert plurality < 0.6
-    assert fused >= plurality + 0.15, (fused, plurality)
+    assert plurality < 0.5
+    assert fused >= plurality + 0.3, (fused, plurality)
+
+
+SYNTHETIC = dict(context=32, target_tokens=2, epochs=3, batch_size=32, eval_every=31,
+                 patience=None, learning_rate=2e-3, eval_batch_size=100)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ data
@@ -331,11 +335,12 @@ def test_open_ended_fuser_tiny_config():
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
+@pytest.mark.slow
 def test_protocol_on_fake_rows(tmp_path):
     r = run_mmlu_pro(_fake_rows(60), seed=0, n_candidates=2, train_limit=None, val_limit=None,
                      test_limit=None, fuser_params={"model": TINY, "context": 64,
                      "question_tokens": 16, "eval_every": 4, "epochs": 1},
-                     checkpoint_dir=tmp_path)  # fmt: skip
+                     topla_params={"epochs": 5}, checkpoint_dir=tmp_path)  # fmt: skip
     assert r["splits"]["used_sizes"] == {"train": 42, "val": 6, "test": 12}
     assert len(r["team"]) == 2
     b = r["baselines"]

@@ -80,6 +80,7 @@ def run_mmlu_pro(
     val_limit: int | None | str = "budget",
     test_limit: int | None | str = "budget",
     fuser_params: Mapping[str, Any] | None = None,
+    topla_params: Mapping[str, Any] | None = None,
     question_only: bool = True,
     teacher_forced: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -104,6 +105,7 @@ def run_mmlu_pro(
         train_limit, val_limit, test_limit: rows kept per split (``None``: all;
             ``"budget"``: the budget's).
         fuser_params: :class:`SummaryFuser` arguments over the budget's.
+        topla_params: :class:`fusers.ToplaFuser` arguments of the TOPLA-Weighted baseline.
         question_only: also run the question-only ablation.
         teacher_forced: also report the teacher-forced accuracy.
         checkpoint_dir: folder of resumable checkpoints (one subfolder per fuser and seed).
@@ -140,7 +142,7 @@ def run_mmlu_pro(
     # ---------------------------------------------------------------- baselines
     t1 = time.perf_counter()
     topla = fusers.topla(bundle, team=team, select_on="val", train_on="train",
-                         report_on="test", seed=seed)  # fmt: skip
+                         report_on="test", seed=seed, fuser_params=topla_params)  # fmt: skip
     test = bundle.select_split("test")
     member_acc = dict(zip(test.models, test.accuracies().tolist(), strict=True))
     base = dict(topla.baselines)
@@ -215,6 +217,7 @@ def run_mmlu_pro(
                 "limits": limits,
             },
             "budget": budget,
+            "topla_params": dict(topla_params or {}),
             "settings": {**settings, "n_candidates": n_candidates,
                          "model": str(settings.get("model", "smollm2"))},
             "training": {"fuser": fused,
