@@ -98,10 +98,11 @@ def mmlu_pro_bundle(rows: Sequence[dict[str, Any]], split: Any = None):
     """An :class:`ensembles.Bundle` of the candidates' extracted options (``-1`` = none).
 
     Example:
-        >>> rows = [{"question": "q", "options": ["x", "y"], "answer_index": 1, "category": "c",
-        ...          "candidates": [{"model": "m", "pred_index": 1, "text": "(B)"}]}]
+        >>> rows = [{"question": "q", "options": ["x", "y"], "answer_index": 1,
+        ...          "candidates": [{"model": "m", "pred_index": 1, "text": "(B)"},
+        ...                         {"model": "n", "pred_index": -1, "text": "?"}]}]
         >>> mmlu_pro_bundle(rows).accuracies().tolist()
-        [1.0]
+        [1.0, 0.0]
     """
     import ensembles
 
