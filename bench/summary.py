@@ -1,6 +1,7 @@
 """LLM-TOPLA-Summary (generative fusion) on the MMLU-Pro texts, with its baselines.
 
-    python -m bench.summary [--budget cpu|full] [--seeds 0 1] [--candidates 3] [--synthetic]
+    python -m bench.summary [--budget cpu|full] [--seeds 0 1] [--candidates 3]
+                            [--part all|mmlu|synthetic] [--teacher-forced]
 
 For each seed: a seeded question-level 70/10/20 split of ``mmlu_pro_texts.jsonl.gz`` (3,000
 questions x 6 models' chain-of-thought outputs), a seeded subsample of each split for the
@@ -8,7 +9,7 @@ budget, the team of ``--candidates`` chosen on val by ``focal.select``, SmolLM2-
 with LoRA trained on train and early-stopped on val, scored once on test by greedy generation
 and the "The answer is (X)" parser. Baselines on the same test rows: each member, plurality of
 the six, plurality and TOPLA-Weighted of the team, the question-only ablation, the oracles.
-``--synthetic`` also runs the synthetic check (tiny decoder from scratch; members right with
+``--part synthetic`` runs only the synthetic check (tiny decoder from scratch; members right with
 probability 0.3, otherwise shifted by their own offset, which they state).
 
 Each seed's result is written atomically to ``bench/out/summary_<budget>_seed<k>.json`` (a seed
@@ -102,19 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", choices=("cpu", "full"), default="cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--candidates", type=int, default=3)
-    p.add_argument("--synthetic", action="store_true", help="also run the synthetic check")
+    p.add_argument(
+        "--part",
+        choices=("all", "mmlu", "synthetic"),
+        default="all",
+        help="the MMLU-Pro protocol, the synthetic check, or both (default)",
+    )
     p.add_argument("--teacher-forced", action="store_true", help="also the faithful evaluation")
     args = p.parse_args(argv)
     from fusers.summary import load_jsonl, run_mmlu_pro
 
     OUT.mkdir(parents=True, exist_ok=True)
-    if args.synthetic:
+    if args.part in ("all", "synthetic"):
         syn = [synthetic(s) for s in args.seeds]
         write_json_atomic(OUT / "summary_synthetic.json", {"settings": SYNTHETIC, "runs": syn})
         print("| seed | fuser | plurality | steps | seconds |\n|---|---|---|---|---|")
         for r in syn:
             print(f"| {r['seed']} | {r['fuser']:.3f} | {r['plurality']:.3f} | {r['steps']} | "
                   f"{r['seconds']:.0f} |")  # fmt: skip
+    if args.part == "synthetic":
+        return 0
     path = DATA / TEXTS
     if not path.is_file():
         print(f"skipped MMLU-Pro: {path} not found", file=sys.stderr)
