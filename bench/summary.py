@@ -61,7 +61,7 @@ def synthetic(seed: int) -> dict[str, Any]:
 SYNTHETIC = {
     "context": 32,
     "target_tokens": 2,
-    "epochs": 3,
+    "epochs": 6,
     "batch_size": 32,
     "eval_every": 31,
     "patience": None,

@@ -260,7 +260,7 @@ def test_synthetic_check_beats_plurality():
     assert fused >= plurality + 0.3, (fused, plurality)
 
 
-SYNTHETIC = dict(context=32, target_tokens=2, epochs=3, batch_size=32, eval_every=31,
+SYNTHETIC = dict(context=32, target_tokens=2, epochs=6, batch_size=32, eval_every=31,
                  patience=None, learning_rate=2e-3, eval_batch_size=100)  # fmt: skip
 
 
