@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the MMLU-Pro protocol, the synthetic check, or both (default)",
     )
     p.add_argument("--teacher-forced", action="store_true", help="also the faithful evaluation")
+    p.add_argument("--no-ablation", action="store_true", help="skip the question-only fuser")
     args = p.parse_args(argv)
     from fusers.summary import load_jsonl, run_mmlu_pro
 
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run_mmlu_pro(
             rows, seed=seed, n_candidates=args.candidates, budget=args.budget,
             teacher_forced=args.teacher_forced, callback=progress,
+            question_only=not args.no_ablation,
             checkpoint_dir=OUT / f"summary_ck_{args.budget}_k{args.candidates}",
         )  # fmt: skip
         write_json_atomic(out, r)
