@@ -144,6 +144,7 @@ def run_mmlu_pro(
     topla = fusers.topla(bundle, team=team, select_on="val", train_on="train",
                          report_on="test", seed=seed, fuser_params=topla_params)  # fmt: skip
     test = bundle.select_split("test")
+    test_preds = np.asarray(test.preds)
     member_acc = dict(zip(test.models, test.accuracies().tolist(), strict=True))
     base = dict(topla.baselines)
     baselines = {
@@ -187,6 +188,11 @@ def run_mmlu_pro(
             "history": fuser.history_,
             "seconds": time.perf_counter() - t,
             "examples": [texts[i] for i in range(min(3, len(texts)))],
+            "predictions": [int(x) for x in pred],
+            "agreement_with_members": {
+                name: float(np.mean(np.equal(pred, test_preds[k])))
+                for k, name in enumerate(bundle.models)
+            },
         }
         if teacher_forced:
             tf = fuser.generate(test_ex, evaluation="teacher_forced")
