@@ -17,9 +17,9 @@ from ._fuser import SummaryFuser
 
 __all__ = ["BUDGETS", "choose_team", "results_table", "run_mmlu_pro"]
 
-# Named budgets. "cpu": one seed (fuser and question-only ablation) in about half an hour on
-# two shared CPU cores (SmolLM2-135M, about 25 s per step of 4 x 160 tokens there); "full": the
-# reference's setting (10 epochs, batch 4, patience 3) on all rows, for a GPU.
+# Named budgets. "cpu": for two CPU cores (SmolLM2-135M, about 20 s per LoRA step of 4 x 160
+# tokens; one seed's fuser in minutes, not hours); "full": the reference's setting (10 epochs,
+# batch 4, patience 3) on all rows, for a GPU.
 BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "train_limit": 96, "val_limit": 32, "test_limit": 120,
