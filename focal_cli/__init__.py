@@ -25,7 +25,18 @@ from ._common import Parser, UsageError, formatter, log
 __all__ = ["build_parser", "main"]
 
 #: Modules of this package that add subcommands, in the order ``focal --help`` lists them.
-COMMAND_MODULES = ("_core", "_graph", "_import", "_fuse", "_marl", "_lm", "_judge", "_demo", "_h3")
+COMMAND_MODULES = (
+    "_core",
+    "_graph",
+    "_import",
+    "_fuse",
+    "_marl",
+    "_lm",
+    "_judge",
+    "_demo",
+    "_h3",
+    "_summary",
+)
 
 EXIT_BUG = 1
 EXIT_USAGE = 2

@@ -3,7 +3,8 @@
 Importing this package is light (NumPy and the ``ensembles`` package only): Flax, optax and
 orbax are imported when a network is first built, trained, saved or loaded. The network
 module :class:`MLP` and the training toolkit (:func:`fit_classifier`, :func:`train_step`, ...)
-are loaded on first attribute access for the same reason.
+are loaded on first attribute access for the same reason. The generative fuser
+:class:`SummaryFuser` (LLM-TOPLA-Summary) and its protocol live in :mod:`fusers.summary`.
 
 Example:
     >>> import numpy as np, ensembles, fusers
@@ -46,6 +47,7 @@ _LAZY = {
     "fit_classifier": "._train",
     "make_optimizer": "._train",
     "train_step": "._train",
+    "SummaryFuser": ".summary",
 }
 
 
@@ -70,6 +72,7 @@ __all__ = [
     "History",
     "MLPFuser",
     "StackingFuser",
+    "SummaryFuser",
     "ToplaFuser",
     "TrainConfig",
     "answer_space",
