@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -112,6 +113,21 @@ def test_pipeline_end_to_end_and_resume(setup, capsys):
     assert (out / "eval" / "routing_moe_fixed.png").is_file()
     assert res["judges"]["truthfulness"]["accuracy"] == pytest.approx(0.5)
     assert "judge acc" in h3.results_table(res)
+    # A rerun with other judges reuses the generations but rescores them: no stale score.
+    before = (out / "eval" / "base" / "honesty.jsonl").read_text()
+    other = setup["root"] / "other_judges"
+    for kind in judges.KINDS:
+        j = judges.Judge.load(setup["judges"] / f"{kind}.json")
+        dataclasses.replace(j, coef=-j.coef).save(other / f"{kind}.json")
+    code, stdout, err = _run(capsys, "h3", "evaluate", *common, *data, "--judges-dir",
+                             str(other), "--format", "json")  # fmt: skip
+    assert code == 0, err
+    after = (out / "eval" / "base" / "honesty.jsonl").read_text()
+    rows_before = [json.loads(x) for x in before.splitlines()]
+    rows_after = [json.loads(x) for x in after.splitlines()]
+    assert [r["output"] for r in rows_after] == [r["output"] for r in rows_before]
+    for a, b in zip(rows_before, rows_after, strict=True):
+        assert b["p_truthful"] == pytest.approx(1.0 - a["p_truthful"], abs=1e-6)
 
 
 def test_bad_input_is_one_line(setup, capsys, tmp_path):

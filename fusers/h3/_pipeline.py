@@ -633,7 +633,13 @@ def run_evaluate(
         for goal in GOALS:
             path = ev / row / f"{goal}.jsonl"
             if path.is_file():
+                # Generations are reused; scores are always recomputed with this run's judges
+                # (a stale score from other judges must not survive a rerun).
                 answers = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+                answers = [{k: v for k, v in a.items() if k not in SCORE_KEYS} for a in answers]
+                answers = _score(judges, trained, goal, answers, jmodel, jtok, jdir)
+                lines = "".join(json.dumps(jsonable(a)) + "\n" for a in answers)
+                write_atomic(path, lambda fh, lines=lines: fh.write(lines.encode()))
             else:
                 texts = [prompt_text(p["prompt"], template=template) for p in prompts[goal]]
                 bar = progress(f"{row} {goal}") if progress else None
@@ -694,6 +700,10 @@ def run_evaluate(
     }
     write_json_atomic(ev / "results.json", doc)
     return doc
+
+
+#: The judges' fields of an evaluated answer (recomputed whenever evaluation runs).
+SCORE_KEYS = ("p_help_win", "p_harmless", "p_truthful", "p_informative")
 
 
 def _score(judges, trained, goal, answers, jmodel, jtok, jdir) -> list[dict[str, Any]]:
