@@ -243,12 +243,7 @@ def run_train(args: argparse.Namespace) -> int:
     fuser.save(out)
     doc = {
         "fuser": str(out),
-        "best_step": fuser.best_step_,
-        "best_val_accuracy": fuser.best_score_,
-        "steps_run": fuser.steps_run_,
-        "total_steps": fuser.total_steps_,
-        "stopped_early": fuser.stopped_early_,
-        "history": fuser.history_,
+        **fuser.training_record(),
         "settings": {**fuser.get_params(), "budget": args.budget},
         "rows": {"train": len(train), "val": len(val)},
     }

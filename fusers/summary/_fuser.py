@@ -439,6 +439,26 @@ class SummaryFuser:
                     arrays[k] = arrays[k][self.layout_.first_marker :]
         return arrays
 
+    def training_record(self) -> dict[str, Any]:
+        """How training went: best step and its val accuracy, steps run of the total, whether
+        early stopping ended it, and the val history (what the CLI and benches report).
+
+        Example:
+            >>> SummaryFuser().training_record()
+            Traceback (most recent call last):
+            ...
+            ensembles.util.InputError: SummaryFuser: call fit() first
+        """
+        self._fitted()
+        return {
+            "best_step": self.best_step_,
+            "best_val_accuracy": self.best_score_,
+            "steps_run": self.steps_run_,
+            "total_steps": self.total_steps_,
+            "stopped_early": self.stopped_early_,
+            "history": self.history_,
+        }
+
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the fitted fuser to ``folder``: ``summary_fuser.json`` (settings, layout,
         training record) and ``weights/`` (the trained weights: adapters and marker rows

@@ -180,12 +180,7 @@ def run_mmlu_pro(
         out = {
             "accuracy": float(np.mean(np.equal(pred, gold))),
             "unparsed": float(np.mean(np.equal(pred, -1))),
-            "best_step": fuser.best_step_,
-            "best_val_accuracy": fuser.best_score_,
-            "steps_run": fuser.steps_run_,
-            "total_steps": fuser.total_steps_,
-            "stopped_early": fuser.stopped_early_,
-            "history": fuser.history_,
+            **fuser.training_record(),
             "seconds": time.perf_counter() - t,
             "examples": [texts[i] for i in range(min(3, len(texts)))],
             "predictions": [int(x) for x in pred],
