@@ -23,6 +23,7 @@ from flax import nnx
 from ensembles.util import InputError
 
 from .. import lm
+from ..lm._model import _activation
 
 __all__ = [
     "PROJECTIONS",
@@ -254,15 +255,6 @@ def read_adapter(path: str | os.PathLike, *, name: str = "") -> Adapter:
     return Adapter(factors, float(config["lora_alpha"]) / float(config["r"]), name or root.name)
 
 
-def _act(name: str):
-    return {
-        "silu": jax.nn.silu,
-        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-        "relu": jax.nn.relu,
-    }[name]
-
-
 class MoEFFN(nnx.Module):
     """A routed FFN block: ``E`` experts sharing the base kernels, each with its own delta.
 
@@ -430,7 +422,7 @@ class MoEFFN(nnx.Module):
         dtype = self.gate_proj.dtype or x.dtype
         gate = self._project("gate_proj", x, self.gate_proj(x)[:, :, None], False)
         up = self._project("up_proj", x, self.up_proj(x)[:, :, None], False)
-        hidden = _act(self.activation)(gate) * up  # (B, T, E, F)
+        hidden = _activation(self.activation)(gate) * up  # (B, T, E, F)
         w = weights.astype(dtype)[..., None]
         mixed = jnp.sum(w * hidden, axis=2)
         out = self.down_proj(mixed)  # shared base kernel (and bias) once: Σ w = 1

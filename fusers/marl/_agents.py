@@ -194,14 +194,12 @@ def init_aggregator(
         return gd, small
     s = nnx.to_pure_dict(small)
     b = nnx.to_pure_dict(big)
-    k1 = np.zeros((n_models, pad, b["l1"]["kernel"].shape[1]), np.float32)
-    k1[:, :n_classes] = np.asarray(s["l1"]["kernel"]).reshape(n_models, n_classes, -1)
-    b["l1"]["kernel"] = jnp.asarray(k1.reshape(n_models * pad, -1))
+    b["l1"] = _padded_first_layer(s["l1"], n_models, n_classes, pad)
     k3 = np.zeros((b["l3"]["kernel"].shape[0], pad), np.float32)
     k3[:, :n_classes] = np.asarray(s["l3"]["kernel"])
     b3 = np.zeros(pad, np.float32)
     b3[:n_classes] = np.asarray(s["l3"]["bias"])
-    b["l1"]["bias"], b["l2"] = s["l1"]["bias"], s["l2"]
+    b["l2"] = s["l2"]
     b["l3"] = {"kernel": jnp.asarray(k3), "bias": jnp.asarray(b3)}
     b["value"] = s["value"]
     nnx.replace_by_pure_dict(big, b)
@@ -216,10 +214,16 @@ def _init_vote(key, n_models: int, n_classes: int, pad: int):
         return gd, small
     s = nnx.to_pure_dict(small)
     b = nnx.to_pure_dict(big)
-    k1 = np.zeros((n_models, pad, b["l1"]["kernel"].shape[1]), np.float32)
-    k1[:, :n_classes] = np.asarray(s["l1"]["kernel"]).reshape(n_models, n_classes, -1)
-    b["l1"] = {"kernel": jnp.asarray(k1.reshape(n_models * pad, -1)), "bias": s["l1"]["bias"]}
+    b["l1"] = _padded_first_layer(s["l1"], n_models, n_classes, pad)
     for name in ("trust", "soft", "sharpness", "value"):
         b[name] = s[name]
     nnx.replace_by_pure_dict(big, b)
     return gd, big
+
+
+def _padded_first_layer(layer: dict, n_models: int, n_classes: int, pad: int) -> dict:
+    """A first layer over ``n_models × n_classes`` inputs, with zero rows for padded classes."""
+    width = np.asarray(layer["kernel"]).shape[1]
+    k1 = np.zeros((n_models, pad, width), np.float32)
+    k1[:, :n_classes] = np.asarray(layer["kernel"]).reshape(n_models, n_classes, width)
+    return {"kernel": jnp.asarray(k1.reshape(n_models * pad, width)), "bias": layer["bias"]}
