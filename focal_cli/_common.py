@@ -162,6 +162,28 @@ def emit(args: argparse.Namespace, doc: dict[str, Any], text: Callable[[], str] 
     return 0
 
 
+def baseline_accuracies(base: dict[str, Any], *, oracle: bool = False) -> dict[str, Any]:
+    """The baseline block every fuser's ``evaluate`` prints, from ``fusers.baselines(...)``;
+    ``oracle`` adds the pool's oracle (some member right).
+
+    Example:
+        >>> base = {"best_single": {"name": "a", "accuracy": 0.7}, "plurality": 0.6,
+        ...         "soft": 0.65, "stacking": 0.72, "pool_plurality": 0.61, "oracle_pool": 0.9}
+        >>> sorted(baseline_accuracies(base, oracle=True))
+        ['best_single', 'oracle', 'plurality', 'pool_plurality', 'soft', 'stacking']
+    """
+    block = {
+        "best_single": base["best_single"]["accuracy"],
+        "plurality": base["plurality"],
+        "soft": base["soft"],
+        "stacking": base["stacking"],
+        "pool_plurality": base["pool_plurality"],
+    }
+    if oracle:
+        block["oracle"] = base["oracle_pool"]
+    return block
+
+
 def fmt(x: Any, digits: int = 4) -> str:
     """A table cell: floats with ``digits`` decimals, ``-`` for missing or NaN."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):

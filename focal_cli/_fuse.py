@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ._common import UsageError, emit_json, fmt, formatter, log, table
+from ._common import UsageError, baseline_accuracies, emit_json, fmt, formatter, log, table
 
 __all__ = ["EVALUATE_BASELINES", "register"]
 
@@ -527,13 +527,7 @@ def _fuse_evaluate(args: argparse.Namespace) -> int:
         scores=fuser.scores, valid_classes=fuser.valid_classes, seed=fuser.seed,
         val_fraction=fuser.val_fraction,
     )  # fmt: skip
-    flat = {
-        "best_single": base["best_single"]["accuracy"],
-        "plurality": base["plurality"],
-        "soft": base["soft"],
-        "stacking": base["stacking"],
-        "pool_plurality": base["pool_plurality"],
-    }
+    flat = baseline_accuracies(base)
     if args.format == "json":
         emit_json({"accuracy": accuracy, "baselines": flat})
         return 0

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import UsageError, add_bundle, add_format, emit, load_bundle_arg, log, progress_bar
+from ._common import (
+    UsageError,
+    add_bundle,
+    add_format,
+    baseline_accuracies,
+    emit,
+    load_bundle_arg,
+    log,
+    progress_bar,
+)
 from ._common import table as _table
 
 __all__ = ["register"]
@@ -291,14 +300,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         train_on="train",
         seed=model.seed,
     )
-    flat = {
-        "best_single": base["best_single"]["accuracy"],
-        "plurality": base["plurality"],
-        "soft": base["soft"],
-        "stacking": base["stacking"],
-        "pool_plurality": base["pool_plurality"],
-        "oracle": base["oracle_pool"],
-    }
+    flat = baseline_accuracies(base, oracle=True)
     if args.records:
         write_records(args.records, res["records"])
         log(f"wrote {len(res['records'])} records to {args.records}")
