@@ -209,6 +209,15 @@ def _fresh(members):
     return [(n, clone(m)) for n, m in members]
 
 
+PEERS = (
+    "sk_soft_voting",
+    "sk_hard_voting",
+    "sk_stacking_prefit",
+    "sk_stacking_cv",
+    "stacking_same_rows",
+)
+
+
 def run_sklearn(seeds: list[int]) -> dict[str, Any]:
     rows, frozen_rows = [], []
     for name in ("digits", "breast_cancer", "wine", "synthetic4"):
@@ -225,9 +234,10 @@ def run_sklearn(seeds: list[int]) -> dict[str, Any]:
                  f"stack {row['sk_stacking_prefit']:.4f} (val only: "
                  f"{frozen_rows[-1]['recommendation']:.4f})")  # fmt: skip
     summary = _summary(rows)
-    for k in ("sk_soft_voting", "sk_hard_voting", "sk_stacking_prefit", "sk_stacking_cv",
-              "stacking_same_rows"):  # fmt: skip
+    for k in PEERS:
         summary[k] = float(np.mean([r[k] for r in rows]))
+        # how often each peer beats the best single model chosen on the selection rows
+        summary[f"{k}_beats_single"] = int(sum(r[k] > r["best_single"] + 1e-12 for r in rows))
     return {"runs": rows, "summary": summary,
             "val_only": {"runs": frozen_rows, "summary": _summary(frozen_rows)}}  # fmt: skip
 
@@ -263,18 +273,24 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{p(s['pool_plurality'])} | {p(s['pool_soft'])} | {p(s['oracle'])} | "
             f"{s['team_recommended']} | {s['beats_single']} | {s['worse_than_single']} |"
         )
-    if doc.get("sklearn"):
-        s = doc["sklearn"]["summary"]
-        v = doc["sklearn"]["val_only"]["summary"]
-        lines += ["", "scikit-learn pools, mean test accuracy %: focal recommend on the "
-                  f"cross-fitted bundle {p(s['recommendation'])}; on the prefit bundle, val "
-                  f"rows only {p(v['recommendation'])} ({v['team_recommended']} teams, "
-                  f"beats single {v['beats_single']}, worse {v['worse_than_single']}); "
-                  f"scikit-learn soft voting {p(s['sk_soft_voting'])}, "
-                  f"hard voting {p(s['sk_hard_voting'])}, "
-                  f"prefit stacking (logistic regression on val) {p(s['sk_stacking_prefit'])}, "
-                  f"StackingClassifier(cv=5) on train {p(s['sk_stacking_cv'])}, logistic "
-                  f"stacking on the same selection rows {p(s['stacking_same_rows'])}."]  # fmt: skip
+    for key in sorted(k for k in doc if k.startswith("sklearn") and doc[k]):
+        s, v, runs = doc[key]["summary"], doc[key]["val_only"]["summary"], doc[key]["runs"]
+        beats = lambda k, s=s: f"{s.get(k + '_beats_single', '?')}/{s['n']}"  # noqa: E731
+        diff = 100 * np.array([r["recommendation"] - r["sk_stacking_prefit"] for r in runs])
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        lines += ["", f"{key} ({s['n']} runs), mean test accuracy % (beats the best single "
+                  f"model in): focal recommend on the cross-fitted bundle "
+                  f"{p(s['recommendation'])} ({s['beats_single']}/{s['n']}); on the prefit "
+                  f"bundle, val rows only {p(v['recommendation'])} ({v['beats_single']}/{s['n']}"
+                  f"); scikit-learn soft voting {p(s['sk_soft_voting'])} "
+                  f"({beats('sk_soft_voting')}), hard voting {p(s['sk_hard_voting'])} "
+                  f"({beats('sk_hard_voting')}), prefit stacking (logistic regression on val) "
+                  f"{p(s['sk_stacking_prefit'])} ({beats('sk_stacking_prefit')}), "
+                  f"StackingClassifier(cv=5) on train {p(s['sk_stacking_cv'])} "
+                  f"({beats('sk_stacking_cv')}), logistic stacking on the same selection rows "
+                  f"{p(s['stacking_same_rows'])} ({beats('stacking_same_rows')}); "
+                  f"recommendation − prefit stacking {diff.mean():+.2f} ± {se:.2f} (SE) "
+                  "points."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -283,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--only", default="bbh,mmlu,digits,sklearn,alpaca")
     ap.add_argument("--quick", action="store_true", help="1 MMLU seed, 1 scikit-learn seed")
+    ap.add_argument(
+        "--sklearn-seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="seeds of the scikit-learn pools (default 3: the 4 x 3 runs of the "
+        "main table; any other N is stored beside them as sklearn_<N>seeds)",
+    )
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     seeds = [0] if args.quick else [0, 1, 2, 3, 4]
@@ -294,9 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         "bbh": run_bbh,
         "digits": run_digits,
         "sklearn": lambda: run_sklearn([0] if args.quick else [0, 1, 2]),
+        f"sklearn_{args.sklearn_seeds}seeds": lambda: run_sklearn(list(range(args.sklearn_seeds))),
         "alpaca": run_alpaca,
         "mmlu": lambda: run_mmlu(seeds),
     }
+    if args.sklearn_seeds != 3 and "sklearn" in only:
+        only = (only - {"sklearn"}) | {f"sklearn_{args.sklearn_seeds}seeds"}
     for key, run in runs.items():
         if key in only:
             doc[key] = run()
