@@ -1,7 +1,8 @@
 """LLM-TOPLA-Summary (generative fusion) on the MMLU-Pro texts, with its baselines.
 
     python -m bench.summary [--budget cpu|full] [--seeds 0 1] [--candidates 3]
-                            [--part all|mmlu|synthetic] [--teacher-forced]
+                            [--part all|mmlu|synthetic|alpaca] [--teacher-forced]
+                            [--judge bench/out/judges/helpfulness.json]
 
 For each seed: a seeded question-level 70/10/20 split of ``mmlu_pro_texts.jsonl.gz`` (3,000
 questions x 6 models' chain-of-thought outputs), a seeded subsample of each split for the
@@ -11,6 +12,12 @@ and the "The answer is (X)" parser. Baselines on the same test rows: each member
 the six, plurality and TOPLA-Weighted of the team, the question-only ablation, the oracles.
 ``--part synthetic`` runs only the synthetic check (tiny decoder from scratch; members right with
 probability 0.3, otherwise shifted by their own offset, which they state).
+
+``--part alpaca`` (not part of ``all``): open-ended fusion on AlpacaEval-1 (``run_alpaca_eval``):
+the team's replies fused into one, judged by the helpfulness judge of ``python -m
+bench.lm_judges`` against the davinci-003 reference, beside each member's GPT-4 and judge win
+rates on the same prompts. Test prompts are drawn only from prompts the judge never saw in
+training.
 
 Each seed's result is written atomically to ``bench/out/summary_<budget>_seed<k>.json`` (a seed
 already there is reused: the run resumes); the Markdown table printed at the end is the one in
@@ -70,6 +77,95 @@ SYNTHETIC = {
 }
 
 
+def alpaca(args) -> int:
+    """The AlpacaEval part: one JSON per seed, then a Markdown table."""
+    from fusers import judges, lm
+    from fusers.summary import load_jsonl, run_alpaca_eval
+
+    root = DATA / "alignment"
+    judged, prompts = (
+        root / "alpaca_eval1_gpt4_judged.jsonl.gz",
+        root / "alpaca_eval_prompts.jsonl.gz",
+    )
+    if not (judged.is_file() and prompts.is_file()):
+        print(f"skipped AlpacaEval: {root} lacks the AlpacaEval files", file=sys.stderr)
+        return 0
+    judge_path = Path(args.judge)
+    if not judge_path.is_file():
+        print(f"skipped AlpacaEval: no helpfulness judge at {judge_path} (train it with "
+              "`python -m bench.lm_judges --kinds helpfulness`)", file=sys.stderr)  # fmt: skip
+        return 0
+    judge = judges.Judge.load(judge_path)
+    model, tok, _ = lm.load_model("smollm2")
+    # The judge's training prompts never reach the fusion test split.
+    split = judge.validation["split"]
+    sizes = {"n_train": int(split["train_rows"]), "n_test": int(split["test_rows"])}
+    data = judges.load_judge_data("helpfulness", root, seed=int(split["seed"]), **sizes)
+    prompt_rows = load_jsonl(prompts)
+    seen = {q for q, _ in data.train_a}
+    allowed = [int(p["idx"]) for p in prompt_rows if p["instruction"].strip() not in seen]
+    rows = load_jsonl(judged)
+    info = judges.validation_summary(judge)
+
+    def score(batch):
+        out = judges.score_rows(judge, model, tok, batch, cache_dir=OUT / "feature_cache")
+        return [r["score"] for r in out]
+
+    results = []
+    for seed in args.seeds:
+        out = OUT / f"summary_alpaca_{args.budget}_k{args.candidates}_seed{seed}.json"
+        if out.is_file():
+            results.append(json.loads(out.read_text()))
+            continue
+
+        def progress(info, seed=seed):
+            if "val_score" in info:
+                print(f"alpaca seed {seed}: step {info['step']}/{info['steps']} loss "
+                      f"{info['loss']:.3f} val loss {-info['val_score']:.3f}", file=sys.stderr,
+                      flush=True)  # fmt: skip
+
+        r = run_alpaca_eval(
+            rows, prompt_rows, seed=seed, n_candidates=args.candidates, budget=args.budget,
+            test_prompts=allowed, judge=score, judge_info=info, callback=progress,
+            checkpoint_dir=OUT / f"summary_ck_alpaca_{args.budget}_k{args.candidates}",
+        )  # fmt: skip
+        write_json_atomic(out, r)
+        results.append(r)
+        print(f"alpaca seed {seed} done: judge win rate {r['win_rate']:.3f}", file=sys.stderr)
+    print(alpaca_table(results))
+    return 0
+
+
+def alpaca_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: fused reply vs each member, judge and GPT-4 win rates, one column per seed."""
+    if not results:
+        return ""
+    seeds = [r["splits"]["seed"] for r in results]
+    head = "| reply | " + " | ".join(f"seed {s}: judge / GPT-4 win %" for s in seeds) + " |"
+    lines = [head, "|---|" + "---|" * len(seeds)]
+    cells = [f"{100 * r['win_rate']:.1f} / –" for r in results]
+    lines.append(
+        "| fused (team of " + str(len(results[0]["team"])) + ") | " + " | ".join(cells) + " |"
+    )
+    names = list(dict.fromkeys(m for r in results for m in r["members"]))
+    for m in names:
+        row = []
+        for r in results:
+            v = r["members"].get(m)
+            rates = "–" if v is None else f"{100 * v['judge_win_rate']:.1f}"
+            row.append(rates if v is None else f"{rates} / {100 * v['gpt4_win_rate']:.1f}")
+        tags = [t for t, key in (("team", "team"), ("best single", "best_single"))
+                if any(m in (r[key] if key == "team" else [r[key]]) for r in results)]  # fmt: skip
+        lines.append(f"| {m} ({', '.join(tags)}) | " + " | ".join(row) + " |")
+    r0 = results[0]
+    j = r0["judge"] or {}
+    lines += ["", f"Budget `{r0['budget']}`: prompts train/val/test = "
+              f"{r0['splits']['used_sizes']}; judge: held-apart AUC {j.get('auc')}, accuracy "
+              f"{j.get('accuracy')} ({j.get('held_apart')}-disjoint); seconds per seed "
+              + ", ".join(f"{r['seconds']['total']:.0f}" for r in results) + "."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def _fmt(x: Any) -> str:
     return "–" if x is None else (x if isinstance(x, str) else f"{x:.3f}")
 
@@ -105,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=3)
     p.add_argument(
         "--part",
-        choices=("all", "mmlu", "synthetic"),
+        choices=("all", "mmlu", "synthetic", "alpaca"),
         default="all",
-        help="the MMLU-Pro protocol, the synthetic check, or both (default)",
+        help="the MMLU-Pro protocol, the synthetic check, both (default), or AlpacaEval",
+    )
+    p.add_argument(
+        "--judge",
+        default=str(OUT / "judges" / "helpfulness.json"),
+        help="helpfulness judge file of the AlpacaEval part",
     )
     p.add_argument("--teacher-forced", action="store_true", help="also the faithful evaluation")
     p.add_argument("--no-ablation", action="store_true", help="skip the question-only fuser")
@@ -115,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     from fusers.summary import load_jsonl, run_mmlu_pro
 
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.part == "alpaca":
+        return alpaca(args)
     if args.part in ("all", "synthetic"):
         syn = [synthetic(s) for s in args.seeds]
         write_json_atomic(OUT / "summary_synthetic.json", {"settings": SYNTHETIC, "runs": syn})

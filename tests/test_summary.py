@@ -23,6 +23,7 @@ from fusers.summary import (
     parse_choice,
     question_split,
     results_table,
+    run_alpaca_eval,
     run_mmlu_pro,
     synthetic_offsets,
 )
@@ -333,6 +334,91 @@ def test_open_ended_fuser_tiny_config():
     f.fit(ex[:6], ex[6:])
     texts = f.generate(ex[6:])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_val_loss_pools_tokens_and_ignores_padding_rows():
+    """val_loss = token-weighted mean of per-example losses, whatever the batch padding."""
+    import jax.numpy as jnp
+
+    ex = [SummaryExample("q", ("a", "b"), t) for t in ("x", "yyyy", "zz", "w", "vvv")]
+    f = SummaryFuser(model=TINY, context=24, target_tokens=6, epochs=1, batch_size=4,
+                     eval_batch_size=3).fit(_toy(8), _toy(4, 1))  # fmt: skip
+    p = f.layout_.prompt_length
+    total = count = 0.0
+    for e in ex:  # one example at a time, from the model's logits directly
+        ids, att, mask = f._encode([e], targets=True)
+        hidden, _ = f.model_.hidden_states(jnp.asarray(ids[:, :-1]),
+                                           attention_mask=jnp.asarray(att[:, :-1]))  # fmt: skip
+        logp = np.asarray(jax.nn.log_softmax(f.model_.logits(hidden[:, p - 1 :])), np.float64)
+        tgt, w = ids[0, p:], mask[0, p:]
+        total += -sum(logp[0, j, tgt[j]] for j in range(len(tgt)) if w[j])
+        count += w.sum()
+    assert f.val_loss(ex) == pytest.approx(total / count, rel=1e-4)
+
+
+def test_val_metric_loss_tracks_minus_val_loss_and_restores_best():
+    train, val = _toy(16), _toy(4, 1)
+    f = SummaryFuser(model=TINY, context=24, target_tokens=3, epochs=3, batch_size=4,
+                     eval_every=2, patience=None, val_metric="loss",
+                     learning_rate=1e-2)  # fmt: skip
+    f.fit(train, val)
+    scores = [h["val_score"] for h in f.history_]
+    assert all(s <= 0 for s in scores)
+    best = int(np.argmax(scores))
+    assert f.best_step_ == f.history_[best]["step"]
+    assert f.val_loss(val) == pytest.approx(-scores[best], rel=1e-4)
+    assert f.training_record()["val_metric"] == "loss"
+    with pytest.raises(InputError, match="val_metric"):
+        SummaryFuser(model=TINY, val_metric="bleu").fit(train, val)
+
+
+def _fake_alpaca(n_prompts=40, seed=0):
+    rng = np.random.default_rng(seed)
+    prompts = [{"idx": i, "instruction": f"say {i}", "ref_text_davinci_003": f"ref {i}"}
+               for i in range(n_prompts)]  # fmt: skip
+    rows = []
+    for m, p_win in (("good", 0.8), ("mid", 0.5), ("bad", 0.2), ("gappy", 0.9)):
+        for i in range(n_prompts):
+            if m == "gappy" and i == 3:
+                continue  # a model that skipped a prompt is left out of the pool
+            rows.append({"model": m, "idx": i, "output": f"{m} says {i}",
+                         "win": float(rng.random() < p_win)})  # fmt: skip
+    return rows, prompts
+
+
+@pytest.mark.slow
+def test_alpaca_protocol_on_fake_rows(tmp_path):
+    rows, prompts = _fake_alpaca()
+    seen = []
+
+    def judge(batch):  # a stand-in judge: prefers replies that say "good"
+        seen.extend(batch)
+        return [0.9 if "good" in r["output"] else 0.1 for r in batch]
+
+    allowed = list(range(0, 40, 2))
+    r = run_alpaca_eval(rows, prompts, seed=0, n_candidates=2, pool=3, train_limit=None,
+                        val_limit=None, test_limit=None, test_prompts=allowed, judge=judge,
+                        judge_info={"auc": 0.5},
+                        fuser_params={"model": TINY, "context": 64, "target_tokens": 12,
+                                      "question_tokens": 8, "eval_every": 4, "epochs": 2,
+                                      "max_new_tokens": 12},
+                        checkpoint_dir=tmp_path)  # fmt: skip
+    used = r["splits"]["used_sizes"]
+    assert sum(used.values()) == 40 and r["splits"]["models_answering_every_prompt"] == 3
+    test_ids = [x["idx"] for x in r["replies"]]
+    assert len(test_ids) == used["test"] and set(test_ids) <= set(allowed)
+    assert len(r["team"]) == 2 and "gappy" not in r["team"]
+    assert r["best_single"] in r["members"]
+    # the judge saw every test prompt once per member and once for the fused replies
+    assert len(seen) == used["test"] * (1 + len(r["members"]))
+    assert all(s["reference"] == f"ref {s['prompt'].split()[1]}" for s in seen)
+    for m, v in r["members"].items():
+        want = np.mean([x["win"] for x in rows if x["model"] == m and x["idx"] in test_ids])
+        assert v["gpt4_win_rate"] == pytest.approx(want)
+        assert v["judge_win_rate"] == (1.0 if m == "good" else 0.0)
+    assert 0.0 <= r["win_rate"] <= 1.0 and r["training"]["val_metric"] == "loss"
+    with pytest.raises(InputError, match="need 5"):
+        run_alpaca_eval(rows, prompts, n_candidates=5)
 
 
 @pytest.mark.slow

@@ -26,12 +26,15 @@ from ._fuser import SummaryFuser as SummaryFuser
 from ._layout import ByteTokenizer as ByteTokenizer
 from ._layout import Layout as Layout
 from ._layout import TokenizerAdapter as TokenizerAdapter
+from ._protocol import ALPACA_BUDGETS as ALPACA_BUDGETS
 from ._protocol import BUDGETS as BUDGETS
 from ._protocol import choose_team as choose_team
 from ._protocol import results_table as results_table
+from ._protocol import run_alpaca_eval as run_alpaca_eval
 from ._protocol import run_mmlu_pro as run_mmlu_pro
 
 __all__ = [
+    "ALPACA_BUDGETS",
     "BUDGETS",
     "LETTERS",
     "ByteTokenizer",
@@ -48,6 +51,7 @@ __all__ = [
     "parse_choice",
     "question_split",
     "results_table",
+    "run_alpaca_eval",
     "run_mmlu_pro",
     "synthetic_offsets",
 ]

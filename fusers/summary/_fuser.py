@@ -111,6 +111,10 @@ class SummaryFuser:
         epochs, batch_size, max_steps: training length (``max_steps`` caps ``epochs``).
         eval_every: steps between validation evaluations (``None``: one epoch).
         patience: evaluations without improvement before stopping (``None``: never stop).
+        val_metric: what early stopping maximises on the validation examples: ``"score"``
+            (:meth:`score`, the parsed answer's accuracy; for answers with one right form) or
+            ``"loss"`` (minus :meth:`val_loss`, the target's mean token loss; for open-ended
+            targets such as whole replies).
         evaluation: ``"generate"`` or ``"teacher_forced"``.
         max_new_tokens: generation length limit.
         eval_batch_size: rows per evaluation batch.
@@ -148,6 +152,7 @@ class SummaryFuser:
         max_steps: int | None = None,
         eval_every: int | None = None,
         patience: int | None = 3,
+        val_metric: str = "score",
         evaluation: str = "generate",
         max_new_tokens: int = 16,
         eval_batch_size: int = 16,
@@ -171,6 +176,7 @@ class SummaryFuser:
         self.max_steps = max_steps
         self.eval_every = eval_every
         self.patience = patience
+        self.val_metric = val_metric
         self.evaluation = evaluation
         self.max_new_tokens = max_new_tokens
         self.eval_batch_size = eval_batch_size
@@ -185,7 +191,7 @@ class SummaryFuser:
         for name in (
             "finetune", "lora_rank", "lora_alpha", "context", "target_tokens",
             "question_tokens", "learning_rate", "weight_decay", "epochs", "batch_size",
-            "max_steps", "eval_every", "patience", "evaluation", "max_new_tokens",
+            "max_steps", "eval_every", "patience", "val_metric", "evaluation", "max_new_tokens",
             "eval_batch_size", "seed",
         ):  # fmt: skip
             out[name] = getattr(self, name)
@@ -212,6 +218,8 @@ class SummaryFuser:
     def _check(self) -> None:
         if self.finetune not in (None, "lora", "full"):
             raise InputError(f"finetune: 'lora' or 'full', got {self.finetune!r}")
+        if self.val_metric not in ("score", "loss"):
+            raise InputError(f"val_metric: 'score' or 'loss', got {self.val_metric!r}")
         if self.evaluation not in ("generate", "teacher_forced"):
             raise InputError(f"evaluation: 'generate' or 'teacher_forced', got {self.evaluation!r}")
         for name in ("epochs", "batch_size", "max_new_tokens", "eval_batch_size"):
@@ -384,7 +392,7 @@ class SummaryFuser:
             step += 1
             info: dict[str, Any] = {"step": step, "steps": total, "loss": loss}
             if step % every == 0 or step == total:
-                score = self.score(val)
+                score = self.score(val) if self.val_metric == "score" else -self.val_loss(val)
                 self.model_.train()
                 history.append({"step": step, "loss": loss, "val_score": score})
                 info["val_score"] = score
@@ -451,6 +459,7 @@ class SummaryFuser:
         """
         self._fitted()
         return {
+            "val_metric": self.val_metric,
             "best_step": self.best_step_,
             "best_val_accuracy": self.best_score_,
             "steps_run": self.steps_run_,
@@ -606,6 +615,32 @@ class SummaryFuser:
         parse = self.parser or _exact
         return [parse(t) for t in self.generate(examples)]
 
+    def val_loss(self, examples: Sequence[SummaryExample]) -> float:
+        """Mean token loss (natural log) of the examples' targets and ``EOS``, teacher-forced.
+
+        Tokens are pooled over all examples (a long target weighs more than a short one).
+        """
+        import jax.numpy as jnp
+
+        from fusers import lm
+
+        self._fitted()
+        examples = list(examples)
+        if not examples:
+            raise InputError("examples: none to score")
+        self.model_.eval()
+        p, bs = self.layout_.prompt_length, self.eval_batch_size
+        total = count = 0.0
+        for start in range(0, len(examples), bs):
+            chunk = examples[start : start + bs]
+            ids, att, mask = self._encode(chunk + [chunk[0]] * (bs - len(chunk)), targets=True)
+            mask[len(chunk) :] = 0  # padding rows (static batch shape) do not count
+            batch = lm.LMBatch(jnp.asarray(ids), jnp.asarray(att), jnp.asarray(mask))
+            n = float(mask[:, p:].sum())
+            total += float(_eval_loss(self.model_, batch, p)) * n
+            count += n
+        return total / max(count, 1.0)
+
     def score(self, examples: Sequence[SummaryExample]) -> float:
         """Accuracy: the share of examples whose parsed answer equals ``example.gold``."""
         examples = list(examples)
@@ -619,7 +654,7 @@ FUSER_FILE = "summary_fuser.json"
 _SAVED_PARAMS = (
     "finetune", "lora_rank", "lora_alpha", "context", "target_tokens", "question_tokens",
     "learning_rate", "weight_decay", "epochs", "batch_size", "max_steps", "eval_every",
-    "patience", "evaluation", "max_new_tokens", "eval_batch_size", "seed",
+    "patience", "val_metric", "evaluation", "max_new_tokens", "eval_batch_size", "seed",
 )  # fmt: skip
 
 
@@ -671,6 +706,12 @@ def _make_train_step():
     return step
 
 
+def _make_eval_loss():
+    from flax import nnx
+
+    return nnx.jit(_loss, static_argnames=("prompt_length",))
+
+
 def _make_target_argmax():
     import jax.numpy as jnp
     from flax import nnx
@@ -698,3 +739,4 @@ class _Lazy:
 
 _train_step = _Lazy(_make_train_step)
 _target_argmax = _Lazy(_make_target_argmax)
+_eval_loss = _Lazy(_make_eval_loss)

@@ -15,7 +15,14 @@ from ensembles.util import InputError, jsonable
 from ._data import mmlu_pro_bundle, mmlu_pro_examples, parse_choice, question_split
 from ._fuser import SummaryFuser
 
-__all__ = ["BUDGETS", "choose_team", "results_table", "run_mmlu_pro"]
+__all__ = [
+    "ALPACA_BUDGETS",
+    "BUDGETS",
+    "choose_team",
+    "results_table",
+    "run_alpaca_eval",
+    "run_mmlu_pro",
+]
 
 # Named budgets. "cpu": for two CPU cores (SmolLM2-135M, about 20 s per LoRA step of 4 x 160
 # tokens; one seed's fuser in minutes, not hours); "full": the reference's setting (10 epochs,
@@ -31,6 +38,24 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "train_limit": None, "val_limit": None, "test_limit": None,
         "fuser": {"context": 2048, "target_tokens": 16, "epochs": 10, "batch_size": 4,
                   "patience": 3, "max_new_tokens": 16, "eval_batch_size": 32},
+    },
+}  # fmt: skip
+
+# Named budgets of :func:`run_alpaca_eval`. Replies are long, so the context holds the
+# question's start and each candidate's end (cut from the left); targets up to 128 tokens on
+# CPU. Early stopping reads the val targets' loss (there is no single right reply).
+ALPACA_BUDGETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "train_limit": 96, "val_limit": 16, "test_limit": 40,
+        "fuser": {"context": 448, "target_tokens": 128, "question_tokens": 64, "epochs": 1,
+                  "batch_size": 4, "eval_every": 12, "patience": 2, "learning_rate": 1e-3,
+                  "val_metric": "loss", "max_new_tokens": 128, "eval_batch_size": 8},
+    },
+    "full": {
+        "train_limit": None, "val_limit": None, "test_limit": None,
+        "fuser": {"context": 2048, "target_tokens": 512, "epochs": 3, "batch_size": 4,
+                  "patience": 3, "val_metric": "loss", "max_new_tokens": 512,
+                  "eval_batch_size": 16},
     },
 }  # fmt: skip
 
@@ -274,3 +299,185 @@ def results_table(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list
         ok = [float(v) for v in vals if v is not None]
         rows.append([name, *vals, float(np.mean(ok))])
     return headers, rows
+
+
+def _alpaca_team(quality: np.ndarray, models: Sequence[str], val: np.ndarray, *, size: int,
+                 pool: int) -> tuple[tuple[str, ...], dict[str, float]]:  # fmt: skip
+    """The ``pool`` members with the best mean val quality, then the ``size``-member team of
+    those with the highest focal diversity on the val prompts (:func:`focal.select`)."""
+    import ensembles
+    import focal
+
+    val_quality = np.nanmean(quality[:, val], axis=1)
+    order = np.lexsort((np.arange(len(models)), -val_quality))[: max(size, pool)]
+    names = [models[i] for i in order]
+    if size == len(names):
+        return tuple(names), {models[i]: float(val_quality[i]) for i in order}
+    b = ensembles.Bundle.create(models=names, quality=quality[np.ix_(order, val)])
+    team = focal.select(b, objective="focal", sizes=(size,), top_k=1).best.members
+    return tuple(team), {models[i]: float(val_quality[i]) for i in order}
+
+
+def run_alpaca_eval(
+    judged_rows: Sequence[dict[str, Any]],
+    prompt_rows: Sequence[dict[str, Any]],
+    *,
+    seed: int = 0,
+    n_candidates: int = 3,
+    pool: int = 8,
+    budget: str = "cpu",
+    train_limit: int | None | str = "budget",
+    val_limit: int | None | str = "budget",
+    test_limit: int | None | str = "budget",
+    test_prompts: Sequence[int] | None = None,
+    fuser_params: Mapping[str, Any] | None = None,
+    judge: Callable[[list[dict[str, str]]], Sequence[float]] | None = None,
+    judge_info: Mapping[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    callback: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, Any]:
+    """The generative fuser on AlpacaEval-1: fuse the team's replies into one reply.
+
+    Steps: the models that answered every prompt; a seeded prompt-level 70/10/20 split (test
+    prompts drawn only from ``test_prompts`` when given, e.g. the prompts a judge was not
+    trained on; then a seeded subsample per the budget); the team: the ``pool`` members with
+    the best GPT-4 win rate on the val prompts, then the ``n_candidates`` of them with the
+    highest focal diversity there; the fuser (target: the team member GPT-4 preferred most
+    over davinci-003, or the reference when none won; early stopping on the val targets'
+    loss) trained on train; greedy replies on test. Reported on the same test prompts: each
+    member's GPT-4 win rate (its stored label) and, with ``judge``, the judge's win rate of
+    each member and of the fused reply against the davinci-003 reference, so the judge's own
+    bias shows beside the labels.
+
+    Args:
+        judged_rows: rows of ``alpaca_eval1_gpt4_judged`` (``model, idx, output, win``).
+        prompt_rows: rows of ``alpaca_eval_prompts`` (``idx, instruction,
+            ref_text_davinci_003``).
+        seed: seed of the split, the subsample and the fuser.
+        n_candidates: team size; pool: members kept by val win rate before the search.
+        budget: ``"cpu"`` or ``"full"`` (:data:`ALPACA_BUDGETS`).
+        train_limit, val_limit, test_limit: prompts kept per split (``None``: all;
+            ``"budget"``: the budget's).
+        test_prompts: prompt ids allowed in the test split (``None``: any).
+        fuser_params: :class:`SummaryFuser` arguments over the budget's.
+        judge: ``judge(rows) -> probabilities`` that each row's ``output`` beats its
+            ``reference`` for its ``prompt`` (e.g. built on :func:`fusers.judges.score_rows`).
+        judge_info: the judge's validation figures, stored beside its numbers.
+        checkpoint_dir: folder of resumable checkpoints.
+        callback: progress callback of the fuser.
+
+    Returns:
+        A JSON-ready dict: ``win_rate`` (judge, fused replies; ``None`` without a judge),
+        ``members`` (per member: GPT-4 and judge win rates on the test prompts),
+        ``best_single`` (the member with the best val win rate), ``team``, ``splits``,
+        ``settings``, ``training``, ``replies`` (test prompt ids and fused replies),
+        ``seconds``, ``versions``.
+    """
+    from .._util import package_versions
+    from ._data import alpaca_examples
+
+    if budget not in ALPACA_BUDGETS:
+        raise InputError(f"budget: one of {', '.join(ALPACA_BUDGETS)}, got {budget!r}")
+    spec = ALPACA_BUDGETS[budget]
+    t0 = time.perf_counter()
+    prompts = {int(p["idx"]): p for p in prompt_rows}
+    answered: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in judged_rows:
+        if r.get("output") is not None and r.get("win") is not None:
+            answered.setdefault(str(r["model"]), {})[int(r["idx"])] = r
+    ids = sorted(prompts)
+    models = sorted(m for m, got in answered.items() if all(i in got for i in ids))
+    if len(models) < n_candidates or not ids:
+        raise InputError(
+            f"judged_rows: {len(models)} models answered every prompt; need {n_candidates}"
+        )
+    quality = np.array([[float(answered[m][i]["win"]) for i in ids] for m in models])
+    split = question_split(len(ids), seed=seed)
+    if test_prompts is not None:
+        allowed = np.isin(ids, np.asarray(list(test_prompts), dtype=np.int64))
+        # prompts outside ``test_prompts`` never reach test: they move to train
+        split = np.where((split == "test") & ~allowed, "train", split)
+    limits = {}
+    for name in ("train", "val", "test"):
+        value = {"train": train_limit, "val": val_limit, "test": test_limit}[name]
+        lim = spec[f"{name}_limit"] if value == "budget" else value
+        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
+            raise InputError(f"{name}_limit: expected a positive integer or None, got {lim!r}")
+        limits[name] = lim
+    keep = _subsample(split, limits, seed)
+    part = {k: [ids[i] for i in keep if split[i] == k] for k in ("train", "val", "test")}
+    if not part["test"] or not part["val"]:
+        raise InputError("test_prompts: no test or val prompts left after the split")
+    val_cols = np.isin(ids, part["val"])
+    team, val_rates = _alpaca_team(quality, models, val_cols, size=n_candidates, pool=pool)
+    best_single = max(val_rates, key=lambda m: (val_rates[m], -models.index(m)))
+    seconds = {"select": time.perf_counter() - t0}
+
+    def examples(name: str):
+        rows = [answered[m][i] for m in team for i in part[name]]
+        return alpaca_examples(rows, [prompts[i] for i in part[name]], team)
+
+    params = {**spec["fuser"], **dict(fuser_params or {})}
+    params.setdefault("seed", seed)
+    ck = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed{seed}-alpaca"
+    cb = None if callback is None else (lambda info: callback({**info, "run": "fuser"}))
+    t = time.perf_counter()
+    fuser = SummaryFuser(**params, checkpoint_dir=ck)
+    fuser.fit(examples("train"), examples("val"), callback=cb)
+    test_ex = examples("test")
+    replies = fuser.generate(test_ex)
+    seconds["fuser"] = time.perf_counter() - t
+
+    test_cols = [ids.index(i) for i in part["test"]]
+    members = {
+        m: {"gpt4_win_rate": float(np.mean(quality[models.index(m), test_cols])),
+            "val_gpt4_win_rate": val_rates.get(m)}
+        for m in dict.fromkeys([*team, best_single])
+    }  # fmt: skip
+    win_rate = None
+    if judge is not None:
+        t = time.perf_counter()
+
+        def judged(outputs: Sequence[str]) -> np.ndarray:
+            rows = [{"prompt": str(prompts[i]["instruction"]), "output": str(o),
+                     "reference": str(prompts[i]["ref_text_davinci_003"])}
+                    for i, o in zip(part["test"], outputs, strict=True)]  # fmt: skip
+            return np.asarray(judge(rows), dtype=np.float64)
+
+        p_fused = judged(replies)
+        win_rate = float(np.mean(p_fused > 0.5))
+        for m in members:
+            p_m = judged([answered[m][i]["output"] for i in part["test"]])
+            members[m].update(judge_win_rate=float(np.mean(p_m > 0.5)),
+                              judge_mean_probability=float(p_m.mean()))  # fmt: skip
+        fused_probability = float(p_fused.mean())
+        seconds["judge"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    return jsonable(
+        {
+            "win_rate": win_rate,
+            "mean_probability": fused_probability if judge is not None else None,
+            "members": members,
+            "best_single": best_single,
+            "team": list(team),
+            "selection": f"top {pool} by val GPT-4 win rate, then focal.select (focal "
+            "diversity alone) on val prompts",
+            "judge": dict(judge_info or {}) if judge is not None else None,
+            "splits": {
+                "source": "seeded prompt-level 70/10/20 split"
+                + (" (test drawn from the given test_prompts)" if test_prompts is not None else ""),
+                "seed": seed,
+                "used_sizes": {k: len(v) for k, v in part.items()},
+                "limits": limits,
+                "models_answering_every_prompt": len(models),
+            },  # fmt: skip
+            "budget": budget,
+            "settings": {**params, "n_candidates": n_candidates, "pool": pool},
+            "training": fuser.training_record(),
+            "replies": [
+                {"idx": i, "reply": r} for i, r in zip(part["test"], replies, strict=True)
+            ],  # fmt: skip
+            "seconds": seconds,
+            "versions": package_versions(),
+        }
+    )
