@@ -404,9 +404,11 @@ def test_alpaca_protocol_on_fake_rows(tmp_path):
                                       "max_new_tokens": 12},
                         checkpoint_dir=tmp_path)  # fmt: skip
     used = r["splits"]["used_sizes"]
-    assert sum(used.values()) == 40 and r["splits"]["models_answering_every_prompt"] == 3
+    split = question_split(40, seed=0)  # the prompt split; only allowed prompts are tested
+    assert used["train"] == 28 and used["val"] == 4
+    assert r["splits"]["models_answering_every_prompt"] == 3
     test_ids = [x["idx"] for x in r["replies"]]
-    assert len(test_ids) == used["test"] and set(test_ids) <= set(allowed)
+    assert test_ids == [i for i in allowed if split[i] == "test"] and len(test_ids) == used["test"]
     assert len(r["team"]) == 2 and "gappy" not in r["team"]
     assert r["best_single"] in r["members"]
     # the judge saw every test prompt once per member and once for the fused replies

@@ -338,9 +338,10 @@ def run_alpaca_eval(
 ) -> dict[str, Any]:
     """The generative fuser on AlpacaEval-1: fuse the team's replies into one reply.
 
-    Steps: the models that answered every prompt; a seeded prompt-level 70/10/20 split (test
-    prompts drawn only from ``test_prompts`` when given, e.g. the prompts a judge was not
-    trained on; then a seeded subsample per the budget); the team: the ``pool`` members with
+    Steps: the models that answered every prompt; a seeded prompt-level 70/10/20 split and a
+    seeded subsample of each split per the budget (test prompts outside ``test_prompts``, e.g.
+    the prompts a judge was trained on, are skipped; train and val never depend on them); the
+    team: the ``pool`` members with
     the best GPT-4 win rate on the val prompts, then the ``n_candidates`` of them with the
     highest focal diversity there; the fuser (target: the team member GPT-4 preferred most
     over davinci-003, or the reference when none won; early stopping on the val targets'
@@ -393,10 +394,6 @@ def run_alpaca_eval(
         )
     quality = np.array([[float(answered[m][i]["win"]) for i in ids] for m in models])
     split = question_split(len(ids), seed=seed)
-    if test_prompts is not None:
-        allowed = np.isin(ids, np.asarray(list(test_prompts), dtype=np.int64))
-        # prompts outside ``test_prompts`` never reach test: they move to train
-        split = np.where((split == "test") & ~allowed, "train", split)
     limits = {}
     for name in ("train", "val", "test"):
         value = {"train": train_limit, "val": val_limit, "test": test_limit}[name]
@@ -404,8 +401,16 @@ def run_alpaca_eval(
         if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
             raise InputError(f"{name}_limit: expected a positive integer or None, got {lim!r}")
         limits[name] = lim
-    keep = _subsample(split, limits, seed)
-    part = {k: [ids[i] for i in keep if split[i] == k] for k in ("train", "val", "test")}
+    keep = _subsample(split, {**limits, "test": 0}, seed)
+    part = {k: [ids[i] for i in keep if split[i] == k] for k in ("train", "val")}
+    # Test prompts: a seeded order of the test split, those outside ``test_prompts`` skipped,
+    # so what trains never depends on which prompts a judge saw.
+    order = np.random.default_rng([int(seed), 11]).permutation(np.flatnonzero(split == "test"))
+    if test_prompts is not None:
+        allowed = {int(i) for i in test_prompts}
+        order = np.asarray([i for i in order if ids[i] in allowed], dtype=np.int64)
+    lim = limits["test"]
+    part["test"] = sorted(ids[i] for i in (order if lim is None else order[:lim]))
     if not part["test"] or not part["val"]:
         raise InputError("test_prompts: no test or val prompts left after the split")
     val_cols = np.isin(ids, part["val"])
