@@ -77,6 +77,13 @@ SYNTHETIC = {
 }
 
 
+def _done(path: Path, results: list[dict[str, Any]]) -> bool:
+    """A seed already written by an earlier run is reused (the bench resumes)."""
+    if path.is_file():
+        results.append(json.loads(path.read_text()))
+    return path.is_file()
+
+
 def alpaca(args) -> int:
     """The AlpacaEval part: one JSON per seed, then a Markdown table."""
     from fusers import judges, lm
@@ -114,8 +121,7 @@ def alpaca(args) -> int:
     results = []
     for seed in args.seeds:
         out = OUT / f"summary_alpaca_{args.budget}_k{args.candidates}_seed{seed}.json"
-        if out.is_file():
-            results.append(json.loads(out.read_text()))
+        if _done(out, results):
             continue
 
         def progress(info, seed=seed):
@@ -235,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in args.seeds:
         out = OUT / f"summary_{args.budget}_k{args.candidates}_seed{seed}.json"
-        if out.is_file():
-            results.append(json.loads(out.read_text()))
+        if _done(out, results):
             continue
 
         def progress(info, seed=seed):

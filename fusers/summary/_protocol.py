@@ -83,6 +83,17 @@ def choose_team(bundle, *, size: int, on: str = "val") -> tuple[str, ...]:
     return tuple(sel.best.members)
 
 
+def _limits(spec: Mapping[str, Any], **given: int | None | str) -> dict[str, int | None]:
+    """Rows kept per split: the given limit, or the budget's where ``"budget"`` was given."""
+    limits = {}
+    for name, value in given.items():
+        lim = spec[f"{name}_limit"] if value == "budget" else value
+        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
+            raise InputError(f"{name}_limit: expected a positive integer or None, got {lim!r}")
+        limits[name] = lim
+    return limits
+
+
 def _subsample(split: np.ndarray, limits: Mapping[str, int | None], seed: int) -> np.ndarray:
     """Row indices kept: for each split the first ``limit`` rows of a seeded permutation."""
     rng = np.random.default_rng([int(seed), 7])
@@ -147,12 +158,7 @@ def run_mmlu_pro(
     if budget not in BUDGETS:
         raise InputError(f"budget: one of {', '.join(BUDGETS)}, got {budget!r}")
     spec = BUDGETS[budget]
-    limits = {}
-    for name, value in (("train", train_limit), ("val", val_limit), ("test", test_limit)):
-        lim = spec[f"{name}_limit"] if value == "budget" else value
-        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
-            raise InputError(f"{name}_limit: expected a positive integer or None, got {lim!r}")
-        limits[name] = lim
+    limits = _limits(spec, train=train_limit, val=val_limit, test=test_limit)
     t0 = time.perf_counter()
     rows = list(rows)
     full_split = question_split(len(rows), seed=seed)
@@ -394,13 +400,7 @@ def run_alpaca_eval(
         )
     quality = np.array([[float(answered[m][i]["win"]) for i in ids] for m in models])
     split = question_split(len(ids), seed=seed)
-    limits = {}
-    for name in ("train", "val", "test"):
-        value = {"train": train_limit, "val": val_limit, "test": test_limit}[name]
-        lim = spec[f"{name}_limit"] if value == "budget" else value
-        if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int) or lim < 1):
-            raise InputError(f"{name}_limit: expected a positive integer or None, got {lim!r}")
-        limits[name] = lim
+    limits = _limits(spec, train=train_limit, val=val_limit, test=test_limit)
     keep = _subsample(split, {**limits, "test": 0}, seed)
     part = {k: [ids[i] for i in keep if split[i] == k] for k in ("train", "val")}
     # Test prompts: a seeded order of the test split, those outside ``test_prompts`` skipped,
