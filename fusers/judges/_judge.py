@@ -34,8 +34,10 @@ _PCA = (None, 64, 16, 4)  # pairwise head: principal components of the hidden-st
 #: :data:`SMALL_HEAD` on the deepest block's mean over the longest cut, log length and text
 #: statistics (grouped CV at that size is too noisy to choose among dozens of candidates).
 SMALL_PAIRS = 400
-#: The fixed low-capacity helpfulness head used below :data:`SMALL_PAIRS` pairs.
-SMALL_HEAD = {"C": 0.01, "pca": 4, "intercept": True}
+#: The fixed low-capacity helpfulness head used below :data:`SMALL_PAIRS` pairs: Bradley-Terry
+#: on 16 principal components of the hidden states plus log length and text statistics
+#: (chosen on training rows only, by ``python -m bench.help_small``).
+SMALL_HEAD = {"C": 1.0, "pca": 16, "intercept": False}
 _FORMAT = "focal-fusion judge v3"
 _READS = ("focal-fusion judge v2", _FORMAT)  # a v2 file is a v3 file without text statistics
 
