@@ -49,6 +49,7 @@ KIND_FEATURES = {
 FOLDS = {"helpfulness": 3}
 # head strengths: the helpfulness grid adds 1.0 (its principal-component heads are small)
 CS = {"helpfulness": (0.001, 0.01, 0.1, 1.0)}
+DEFAULT_CS = (0.001, 0.003, 0.01, 0.03, 0.1)
 # the previous judges (mean-pooled block 12, first 128 tokens of "Q: ..\nA: .." / "User: ..
 # \nAssistant: .." text, C = 0.05, fixed), as bench/README.md recorded them before the chat
 # layout; for helpfulness, the chat-layout judge before its redesign (prompt-only CV folds,
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         judge = judges.fit_judge(
             data, model, tok, model_id=name, cache_dir=out_dir / "feature_cache",
-            seed=args.seed, folds=FOLDS.get(kind, 4), Cs=CS.get(kind, (0.001, 0.003, 0.01, 0.03, 0.1)),
+            seed=args.seed, folds=FOLDS.get(kind, 4), Cs=CS.get(kind, DEFAULT_CS),
             **KIND_FEATURES.get(kind, FEATURES),
         )  # fmt: skip
         judge.save(out_dir / "judges" / f"{kind}.json")

