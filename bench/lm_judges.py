@@ -14,6 +14,13 @@ reply length and the head's C are then chosen by grouped cross-validation inside
 rows (questions / prompts / hh pairs never straddle folds); the held-apart rows are scored once,
 by the chosen judge. Judges go to ``bench/out/judges/<kind>.json``, figures and the whole CV
 grid to ``bench/out/lm_judges.json``.
+
+Helpfulness differs (``KIND_FEATURES``, ``FOLDS``, ``CS``): blocks 12, 18, 24 and 30, reply cuts
+64, 128 and 192; 1,200 training pairs, 700 held-apart pairs of ten held-apart models spanning
+the win-rate range (prompt- and model-disjoint); CV folds form a 3 x 3 grid of prompt parts x
+model parts; its stage 2 also chooses the reply text statistics, a principal-component projection
+and a bias (``fusers.judges.select_features``). ``python -m bench.lm_judges --kinds helpfulness``
+regenerates it alone; ``python -m bench.help_small`` studies its heads at small training sizes.
 """
 
 from __future__ import annotations
