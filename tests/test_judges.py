@@ -365,6 +365,44 @@ def test_fit_judge_end_to_end_on_a_tiny_model(tmp_path):
     assert scored[0]["judge_validation"]["held_apart"] == "question"
 
 
+def test_pairwise_judge_with_text_statistics_end_to_end(tmp_path):
+    """Small-sample helpfulness head on a tiny model: file round trip, scores with a reference."""
+    model, tok = _tiny()
+    rng = np.random.default_rng(4)
+    words = "good bad fine ok yes no".split()
+
+    def reply():
+        lines = [" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(rng.integers(1, 4))]
+        return "\n".join(f"- {ln}" if rng.random() < 0.5 else ln for ln in lines)
+
+    prompts = [f"q{i}" for i in range(40)]
+    rows = [(prompts[i % 40], reply()) for i in range(160)]
+    refs = [(p, "ok") for p, _ in rows]
+    y = np.asarray([float(len(r.split()) > 4) for _, r in rows], np.float32)
+    data = judges.JudgeData(
+        "helpfulness", rows[:120], refs[:120], y[:120], rows[120:], refs[120:], y[120:],
+        {"disjoint": "prompt and model"}, train_groups=np.arange(120) % 40,
+        train_models=np.arange(120) % 7,
+    )  # fmt: skip
+    judge = judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1, 3), cuts=(4, 12),
+                             prompt_tokens=4, folds=3, cache_dir=tmp_path)  # fmt: skip
+    assert judge.features.text and judge.features.length and judge.features.blocks == (3,)
+    assert "small" in judge.validation["selection"]
+    assert judge.validation["auc"] > 0.8  # the label is the reply's word count
+    back = judges.Judge.load(judge.save(tmp_path / "help.json"))
+    assert back.features == judge.features
+    scored = judges.score_rows(back, model, tok, [
+        {"prompt": p, "output": r, "reference": ref} for (p, r), (_, ref) in zip(
+            rows[120:], refs[120:], strict=True)
+    ])  # fmt: skip
+    f = judges._judge.extract(model, tok, rows[120:] + refs[120:], blocks=(3,), cuts=(4, 12),
+                              prompt_tokens=4, model_id="tiny")  # fmt: skip
+    x = judge.features.matrix(f)
+    want = judge.probabilities(x[:40], x[40:])
+    np.testing.assert_allclose([s["score"] for s in scored], want, atol=1e-6)
+    assert scored[0]["score_type"] == "p_output_beats_reference"
+
+
 # ---------------------------------------------------------------------------- trained judges
 @pytest.fixture(scope="module")
 def smol():
