@@ -311,7 +311,7 @@ def test_reply_stats_columns():
 
 def test_small_helpfulness_uses_the_fixed_head_and_large_selects():
     """Below SMALL_PAIRS pairs: no selection, the fixed head; above: the full grid."""
-    from fusers.judges._judge import SMALL_HEAD, SMALL_PAIRS
+    from fusers.judges import SMALL_HEAD, SMALL_PAIRS
 
     rng = np.random.default_rng(5)
     n = SMALL_PAIRS + 80

@@ -29,6 +29,8 @@ from ._features import chat_turn_ids as chat_turn_ids
 from ._features import hidden_features as hidden_features
 from ._features import prefix_model as prefix_model
 from ._features import reply_stats as reply_stats
+from ._judge import SMALL_HEAD as SMALL_HEAD
+from ._judge import SMALL_PAIRS as SMALL_PAIRS
 from ._judge import FeatureSpec as FeatureSpec
 from ._judge import Judge as Judge
 from ._judge import fit_judge as fit_judge
@@ -40,6 +42,8 @@ from ._judge import validation_summary as validation_summary
 __all__ = [
     "KINDS",
     "REPLY_STATS",
+    "SMALL_HEAD",
+    "SMALL_PAIRS",
     "ChatFeatures",
     "FeatureSpec",
     "Judge",
