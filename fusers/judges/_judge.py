@@ -392,8 +392,9 @@ def select_features(
     The pairwise (helpfulness) judge's stage 2 also chooses the scalar columns (none, log
     length, or log length and the replies' text statistics), a principal-component projection
     of the hidden-state columns (see ``table["head"]``) and whether the head has a bias. With
-    ``models`` its folds are disjoint in models as well as in groups (a ``folds`` x ``folds``
-    grid, :func:`_cross_folds`), and below ``SMALL_PAIRS`` decided training pairs the
+    ``models`` its folds are disjoint in models as well as in groups (groups and models each
+    dealt into ``folds`` parts; fold ``(i, j)`` validates on group part ``i`` x model part
+    ``j`` and trains on the rows sharing neither), and below ``SMALL_PAIRS`` decided training pairs the
     selection is skipped for a fixed low-capacity head (:data:`SMALL_HEAD`), whose CV AUC is
     still reported.
 
