@@ -394,9 +394,9 @@ def select_features(
     of the hidden-state columns (see ``table["head"]``) and whether the head has a bias. With
     ``models`` its folds are disjoint in models as well as in groups (groups and models each
     dealt into ``folds`` parts; fold ``(i, j)`` validates on group part ``i`` x model part
-    ``j`` and trains on the rows sharing neither), and below ``SMALL_PAIRS`` decided training pairs the
-    selection is skipped for a fixed low-capacity head (:data:`SMALL_HEAD`), whose CV AUC is
-    still reported.
+    ``j`` and trains on the rows sharing neither), and below ``SMALL_PAIRS`` decided training
+    pairs the selection is skipped for a fixed low-capacity head (:data:`SMALL_HEAD`), whose
+    CV AUC is still reported.
 
     Returns:
         ``(spec, C, table)``: the chosen features, the chosen ``C`` and every candidate's CV
