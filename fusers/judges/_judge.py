@@ -14,7 +14,7 @@ import numpy as np
 from ensembles.util import InputError, jsonable, write_atomic
 
 from ._data import KINDS, JudgeData
-from ._features import ChatFeatures, chat_features
+from ._features import REPLY_STATS, ChatFeatures, chat_features
 
 __all__ = [
     "FeatureSpec",
@@ -29,7 +29,17 @@ __all__ = [
 _PAIRWISE = ("helpfulness",)
 _POOLINGS = ("mean", "last", "mean+last")
 _RIDGE = (0.3, 3.0, 30.0)  # stage-1 ridge strengths, relative to the kernel's mean diagonal
-_FORMAT = "focal-fusion judge v2"
+_PCA = (None, 64, 16, 4)  # pairwise head: principal components of the hidden-state columns
+#: Below this many decided training pairs the helpfulness judge skips selection and uses
+#: :data:`SMALL_HEAD` on the deepest block's mean over the longest cut, log length and text
+#: statistics (grouped CV at that size is too noisy to choose among dozens of candidates).
+SMALL_PAIRS = 400
+#: The fixed low-capacity helpfulness head used below :data:`SMALL_PAIRS` pairs: Bradley-Terry
+#: on 16 principal components of the hidden states plus log length and text statistics
+#: (chosen on training rows only, by ``python -m bench.help_small``).
+SMALL_HEAD = {"C": 1.0, "pca": 16, "intercept": False}
+_FORMAT = "focal-fusion judge v3"
+_READS = ("focal-fusion judge v2", _FORMAT)  # a v2 file is a v3 file without text statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +53,8 @@ class FeatureSpec:
         reply_tokens: the reply truncation of the token layout (the largest cut extracted).
         prompt_tokens: prompt truncation.
         length: append ``log(1 + reply tokens)`` (full reply length) as one more feature.
+        text: append the reply's text statistics (:func:`~fusers.judges.reply_stats`: words,
+            lines, list items, code fence, finished ending, repeated lines).
 
     Examples:
         >>> FeatureSpec((12,), "mean", 96, 192, 96, False).describe()
@@ -55,6 +67,7 @@ class FeatureSpec:
     reply_tokens: int
     prompt_tokens: int
     length: bool = False
+    text: bool = False
 
     def describe(self) -> str:
         """One line: blocks, pooling, truncation."""
@@ -64,7 +77,13 @@ class FeatureSpec:
             f"{b} {'+'.join(map(str, self.blocks))}, {pool[self.pooling]} the first {self.cut} "
             f"reply tokens (prompt cut to {self.prompt_tokens} tokens)"
         )
-        return text + (", + log reply length" if self.length else "")
+        text += ", + log reply length" if self.length else ""
+        return text + (", + reply text statistics" if self.text else "")
+
+    @property
+    def n_scalars(self) -> int:
+        """Columns after the hidden-state features (length, text statistics)."""
+        return int(self.length) + (len(REPLY_STATS) if self.text else 0)
 
     def matrix(self, feats: ChatFeatures) -> np.ndarray:
         """The ``(n, d)`` feature matrix this spec selects from extracted features."""
@@ -80,6 +99,10 @@ class FeatureSpec:
                 cols.append(feats.values[:, feats.blocks.index(blk), c, q, :])
         if self.length:
             cols.append(np.log1p(feats.reply_length.astype(np.float64))[:, None])
+        if self.text:
+            if feats.stats is None:
+                raise InputError("features: the replies' text statistics were not computed")
+            cols.append(np.asarray(feats.stats, np.float64))
         return np.concatenate(cols, axis=1).astype(np.float64)
 
 
@@ -90,8 +113,9 @@ class Judge:
     Pointwise judges (truthfulness, informativeness, harmlessness) give
     ``P(label = 1 | prompt, reply) = sigmoid(w · z + b)`` with ``z`` the standardised features.
     The pairwise helpfulness judge is a Bradley-Terry model: ``P(output beats reference) =
-    sigmoid(w · (z_out - z_ref))`` (no intercept, so swapping the two gives one minus the
-    probability); ``w · z_out`` alone is a helpfulness reward.
+    sigmoid(w · (z_out - z_ref) + b)``; with ``b = 0`` swapping the two gives one minus the
+    probability, a non-zero ``b`` is the head's advantage of being the judged output over the
+    reference (davinci-003 in training); ``w · z_out`` alone is a helpfulness reward.
 
     Attributes:
         kind: one of ``truthfulness``, ``informativeness``, ``helpfulness``, ``harmlessness``.
@@ -99,7 +123,7 @@ class Judge:
         features: which features (:class:`FeatureSpec`).
         mean, scale: feature standardisation (``(d,)``).
         coef: head weights (``(d,)``).
-        intercept: head bias (``0`` for pairwise).
+        intercept: head bias (pairwise: added only when a reference is given).
         validation: figures on the held-apart rows (accuracy, AUC, sizes), the split, and the
             cross-validated choice of features and head.
 
@@ -173,13 +197,14 @@ class Judge:
             raise InputError(
                 f"{p}: an older judge format (v1); retrain it with 'focal judge train'"
             )
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") not in _READS:
             raise InputError(f"{p}: not a focal-fusion judge file")
         f = doc["features"]
         spec = FeatureSpec(
             blocks=tuple(int(b) for b in f["blocks"]), pooling=str(f["pooling"]),
             cut=int(f["cut"]), reply_tokens=int(f["reply_tokens"]),
             prompt_tokens=int(f["prompt_tokens"]), length=bool(f["length"]),
+            text=bool(f.get("text", False)),
         )  # fmt: skip
         return cls(
             kind=doc["kind"],
@@ -222,11 +247,13 @@ def extract(
     )  # fmt: skip
     pos = {p: i for i, p in enumerate(uniq)}
     rows = np.asarray([pos[p] for p in pairs], np.int64)
-    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts)
+    stats = None if f.stats is None else f.stats[rows]
+    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts, stats)
 
 
-def _subset(f: ChatFeatures, rows: slice) -> ChatFeatures:
-    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts)
+def _subset(f: ChatFeatures, rows: slice | np.ndarray) -> ChatFeatures:
+    stats = None if f.stats is None else f.stats[rows]
+    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts, stats)
 
 
 def _folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -256,23 +283,77 @@ def _ridge_scores(kernels, y_tr, pairwise, lambdas):
     return [k_va @ np.linalg.solve(k_tr + lam * eye, t) for lam in lambdas]
 
 
-def _logistic(x, y, *, C, pairwise):
+def _cross_folds(
+    groups: np.ndarray, models: np.ndarray, k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds disjoint in groups (prompts) and in models: a ``k`` x ``k`` grid.
+
+    Groups and models are each dealt into ``k`` parts (seeded); fold ``(i, j)`` validates on
+    the rows of group part ``i`` and model part ``j`` and trains on the rows sharing neither
+    part, so no validation prompt or model is seen in training (other rows sit out).
+    """
+    rng = np.random.default_rng(seed)
+
+    def deal(keys: np.ndarray) -> np.ndarray:
+        uniq = np.unique(keys)
+        part = dict(zip(uniq.tolist(), (rng.permutation(len(uniq)) % k).tolist(), strict=True))
+        return np.asarray([part[g] for g in keys.tolist()])
+
+    gp, mp = deal(np.asarray(groups)), deal(np.asarray(models))
+    out = []
+    for i in range(k):
+        for j in range(k):
+            va = np.flatnonzero((gp == i) & (mp == j))
+            tr = np.flatnonzero((gp != i) & (mp != j))
+            if len(va) and len(tr):
+                out.append((tr, va))
+    return out
+
+
+def _logistic(x, y, *, C, pairwise, intercept=False):
     from sklearn.linear_model import LogisticRegression
 
     if not pairwise:
         head = LogisticRegression(C=C, max_iter=3000)
         head.fit(x, (y > 0.5).astype(int))
         return head.coef_[0].astype(np.float64), float(head.intercept_[0])
-    # Bradley-Terry: each pair in both orders; a tie is half a win each way
-    xs = np.concatenate([x, -x])
-    ys = np.concatenate([y, 1.0 - y])
+    if intercept:
+        # output against reference in one order, with a bias; a tie is half a win
+        xs, ys = x, y
+    else:
+        # Bradley-Terry: each pair in both orders; a tie is half a win each way
+        xs = np.concatenate([x, -x])
+        ys = np.concatenate([y, 1.0 - y])
     tie = ys == 0.5
     xx = np.concatenate([xs[~tie], xs[tie], xs[tie]])
     yy = np.concatenate([ys[~tie] > 0.5, np.ones(tie.sum(), bool), np.zeros(tie.sum(), bool)])
     ww = np.concatenate([np.ones((~tie).sum()), np.full(2 * tie.sum(), 0.5)])
-    head = LogisticRegression(C=C, fit_intercept=False, max_iter=3000)
+    head = LogisticRegression(C=C, fit_intercept=intercept, max_iter=3000)
     head.fit(xx, yy.astype(int), sample_weight=ww)
-    return head.coef_[0].astype(np.float64), 0.0
+    return head.coef_[0].astype(np.float64), float(head.intercept_[0]) if intercept else 0.0
+
+
+def _principal(x: np.ndarray, n_hidden: int) -> np.ndarray:
+    """Principal directions ``(n_hidden, r)`` of the hidden-state columns of ``x``."""
+    h = x[:, :n_hidden]
+    _, _, vt = np.linalg.svd(h - h.mean(axis=0), full_matrices=False)
+    return vt.T
+
+
+def _fit_head(x, y, *, C, pairwise, n_hidden, pca=None, intercept=False, basis=None):
+    """Logistic head on the design ``x``, its weights in ``x``'s columns.
+
+    With ``pca``, the first ``n_hidden`` (hidden-state) columns are replaced by their
+    projections on the top ``pca`` principal directions of the training rows (``basis``: those
+    directions, when already computed) and the weights mapped back; the remaining (length,
+    text) columns stay as they are.
+    """
+    if pca is None or pca >= n_hidden:
+        return _logistic(x, y, C=C, pairwise=pairwise, intercept=intercept)
+    v = (_principal(x, n_hidden) if basis is None else basis)[:, :pca]
+    xp = np.concatenate([x[:, :n_hidden] @ v, x[:, n_hidden:]], axis=1)
+    coef, b = _logistic(xp, y, C=C, pairwise=pairwise, intercept=intercept)
+    return np.concatenate([v @ coef[: v.shape[1]], coef[v.shape[1] :]]), b
 
 
 def _cv_auc(scores_by_fold, y, folds):
@@ -297,8 +378,9 @@ def select_features(
     folds: int = 4,
     Cs: Sequence[float] = (0.001, 0.003, 0.01, 0.03, 0.1),
     seed: int = 0,
+    models: np.ndarray | None = None,
 ) -> tuple[FeatureSpec, float, dict[str, Any]]:
-    """Choose features and ``C`` by grouped cross-validation on training rows only.
+    """Choose features and head by grouped cross-validation on training rows only.
 
     Stage 1 ranks every candidate (each extracted block alone and all blocks together; mean,
     last token, or both; each reply cut) by the mean held-out-fold AUC of a ridge probe (kernel
@@ -307,9 +389,19 @@ def select_features(
     the best candidate for each ``C`` in ``Cs``, with and without the log reply length, and
     keeps the best mean fold AUC. Folds hold whole groups (questions, prompts, hh pairs).
 
+    The pairwise (helpfulness) judge's stage 2 also chooses the scalar columns (none, log
+    length, or log length and the replies' text statistics), a principal-component projection
+    of the hidden-state columns (see ``table["head"]``) and whether the head has a bias. With
+    ``models`` its folds are disjoint in models as well as in groups (groups and models each
+    dealt into ``folds`` parts; fold ``(i, j)`` validates on group part ``i`` x model part
+    ``j`` and trains on the rows sharing neither), and below ``SMALL_PAIRS`` decided training
+    pairs the selection is skipped for a fixed low-capacity head (:data:`SMALL_HEAD`), whose
+    CV AUC is still reported.
+
     Returns:
         ``(spec, C, table)``: the chosen features, the chosen ``C`` and every candidate's CV
-        score (``table["stage1"]``, ``table["stage2"]``).
+        score (``table["stage1"]``, ``table["stage2"]``; ``table["head"]``: the pairwise head's
+        ``pca`` and ``intercept``).
 
     Raises:
         InputError: ``folds`` outside ``2 ..`` number of groups, or a non-positive ``C``.
@@ -321,7 +413,15 @@ def select_features(
         raise InputError(f"folds: must be in 2..{n_groups} (training groups), got {folds}")
     if not Cs or min(Cs) <= 0:
         raise InputError(f"C: each must be positive, got {list(Cs)}")
-    fl = _folds(np.asarray(groups), folds, seed)
+    if models is not None and pairwise:
+        if not 2 <= folds <= len(np.unique(models)):
+            raise InputError(f"folds: must be in 2..{len(np.unique(models))} (training "
+                             f"models), got {folds}")  # fmt: skip
+        fl = _cross_folds(np.asarray(groups), np.asarray(models), folds, seed)
+        grouped_by = "prompt and model (folds x folds grid)"
+    else:
+        fl = _folds(np.asarray(groups), folds, seed)
+        grouped_by = "group of each training row"
     reply_tokens = max(cuts)
     # cuts that change nothing (every reply shorter than a smaller cut) are dropped
     live_cuts = [cuts[0]]
@@ -331,6 +431,19 @@ def select_features(
             longest = max(longest, train_b.reply_length.max(initial=0))
         if longest + 1 > live_cuts[-1]:
             live_cuts.append(c)
+    table: dict[str, Any] = {"folds": folds, "grouped_by": grouped_by, "seed": seed}
+    decided = int(np.sum(np.asarray(y) != 0.5))
+    if pairwise and decided < SMALL_PAIRS:
+        spec = FeatureSpec((blocks[-1],), "mean", live_cuts[-1], reply_tokens, prompt_tokens,
+                           length=True, text=train_a.stats is not None)  # fmt: skip
+        head = dict(SMALL_HEAD)
+        cv = _head_cv(spec, train_a, train_b, y, fl, [head])[0]
+        table.update(
+            small=f"{decided} decided training pairs < {SMALL_PAIRS}: fixed head, no selection",
+            stage1=[], stage2=[dict(head, text=spec.text, length=True, cv_auc=cv)],
+            head={"pca": head["pca"], "intercept": head["intercept"]},
+        )  # fmt: skip
+        return spec, float(head["C"]), table
     # per-component kernels, per fold
     kern: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
     for bi, _ in enumerate(blocks):
@@ -368,24 +481,53 @@ def select_features(
                 stage1.append(dict(row, ridge_lambda_per_mean_diag=best[0], cv_auc=best[1]))
     top = max(stage1, key=lambda r: r["cv_auc"])
     stage2 = []
-    for length in (False, True):
-        spec = FeatureSpec(tuple(top["blocks"]), top["pooling"], top["cut"], reply_tokens,
-                           prompt_tokens, length)  # fmt: skip
-        a = spec.matrix(train_a)
-        b = None if train_b is None else spec.matrix(train_b)
-        for C in Cs:
-            scores = []
-            for tr, va in fl:
-                d = _Design(a, b, tr)
-                coef, icpt = _logistic(d.x[tr], y[tr], C=C, pairwise=pairwise)
-                scores.append(d.x[va] @ coef + icpt)
-            stage2.append({"length": length, "C": C, "cv_auc": _cv_auc(scores, y, fl)})
+    if pairwise:
+        scalars = [(False, False), (True, False)]
+        if train_a.stats is not None:
+            scalars.append((True, True))
+        grid = [(ln, tx, p, ic) for ln, tx in scalars for p in _PCA for ic in (False, True)]
+    else:
+        grid = [(ln, False, None, False) for ln in (False, True)]
+    full = FeatureSpec(tuple(top["blocks"]), top["pooling"], top["cut"], reply_tokens,
+                       prompt_tokens, True, any(tx for _, tx, _, _ in grid))  # fmt: skip
+    heads = [{"length": ln, "text": tx, "C": C, "pca": p, "intercept": ic}
+             for ln, tx, p, ic in grid for C in Cs]  # fmt: skip
+    for h, cv in zip(heads, _head_cv(full, train_a, train_b, y, fl, heads), strict=True):
+        stage2.append(dict(h, cv_auc=cv))
     best2 = max(stage2, key=lambda r: r["cv_auc"])
     spec = FeatureSpec(tuple(top["blocks"]), top["pooling"], top["cut"], reply_tokens,
-                       prompt_tokens, best2["length"])  # fmt: skip
-    table = {"folds": folds, "grouped_by": "group of each training row", "seed": seed,
-             "stage1": stage1, "stage2": stage2}  # fmt: skip
+                       prompt_tokens, best2["length"], best2["text"])  # fmt: skip
+    table.update(stage1=stage1, stage2=stage2,
+                 head={"pca": best2["pca"], "intercept": best2["intercept"]})  # fmt: skip
     return spec, float(best2["C"]), table
+
+
+def _head_cv(spec, train_a, train_b, y, fl, heads) -> list[float]:
+    """Mean fold AUC of each head in ``heads`` on ``spec``'s features.
+
+    A head is ``{"C", "pca", "intercept"}`` plus optional ``length`` / ``text`` switches that
+    keep a subset of ``spec``'s scalar columns. Each fold's design and principal directions
+    are computed once for all heads.
+    """
+    pairwise = train_b is not None
+    a = spec.matrix(train_a)
+    b = None if train_b is None else spec.matrix(train_b)
+    n_hidden = a.shape[1] - spec.n_scalars
+    names = (["length"] if spec.length else []) + (["text"] * len(REPLY_STATS) if spec.text else [])
+    scores: list[list[np.ndarray]] = [[] for _ in heads]
+    for tr, va in fl:
+        x = _Design(a, b, tr).x
+        basis = None
+        if any(h["pca"] is not None and h["pca"] < n_hidden for h in heads):
+            basis = _principal(x[tr], n_hidden)
+        for k, h in enumerate(heads):
+            keep = [h.get(nm, True) for nm in names]
+            cols = np.concatenate([np.arange(n_hidden), n_hidden + np.flatnonzero(keep)])
+            xs = x[:, cols.astype(int)]
+            coef, icpt = _fit_head(xs[tr], y[tr], C=h["C"], pairwise=pairwise, n_hidden=n_hidden,
+                                   pca=h["pca"], intercept=h["intercept"], basis=basis)  # fmt: skip
+            scores[k].append(xs[va] @ coef + icpt)
+    return [_cv_auc(sc, y, fl) for sc in scores]
 
 
 def fit_judge(
@@ -410,8 +552,12 @@ def fit_judge(
     The feature set (blocks, pooling, cut, reply length) and the head's ``C`` are chosen by
     grouped cross-validation inside the training rows (:func:`select_features`); the
     held-apart rows are scored once, by the chosen judge. Head: scikit-learn's L2 logistic
-    regression on standardised features; pairwise (helpfulness) a Bradley-Terry model on the
-    feature difference output − reference, each pair in both orders, ties as half wins.
+    regression on standardised features; pairwise (helpfulness) a logistic model of the
+    feature difference output − reference, ties as half wins: either Bradley-Terry (each pair
+    in both orders, no bias) or one order with a bias, optionally on a few principal
+    components of the hidden-state columns, as cross-validation chooses (folds disjoint in
+    prompts and models, from ``data.train_models``); below ``SMALL_PAIRS`` decided pairs, a
+    fixed low-capacity head (``SMALL_HEAD``).
 
     Held-apart figures in ``validation``: ``accuracy`` (threshold 0.5; ties left out) and
     ``auc``; for helpfulness also ``tie_rows``; for harmlessness also ``pair_accuracy`` (chosen
@@ -461,12 +607,16 @@ def fit_judge(
     y_tr, y_te = np.asarray(data.train_y, np.float64), np.asarray(data.test_y, np.float64)
     spec, C, table = select_features(
         data.kind, f_tr_a, f_tr_b, y_tr, groups, prompt_tokens=prompt_tokens, folds=folds,
-        Cs=Cs, seed=seed,
+        Cs=Cs, seed=seed, models=data.train_models,
     )  # fmt: skip
     a = spec.matrix(f_tr_a)
     b = None if f_tr_b is None else spec.matrix(f_tr_b)
     design = _Design(a, b, np.arange(n_tr))
-    coef, intercept = _logistic(design.x, y_tr, C=C, pairwise=pairwise)
+    head = table.get("head") or {"pca": None, "intercept": False}
+    coef, intercept = _fit_head(
+        design.x, y_tr, C=C, pairwise=pairwise, n_hidden=a.shape[1] - spec.n_scalars,
+        pca=head["pca"], intercept=head["intercept"],
+    )  # fmt: skip
     judge = Judge(
         kind=data.kind, model_id=model_id, features=spec, mean=design.mean, scale=design.scale,
         coef=coef, intercept=intercept, validation={},
@@ -480,8 +630,7 @@ def fit_judge(
         "majority_accuracy": float(max(np.mean(y_te[decided] > 0.5), np.mean(y_te[decided] < 0.5))),
         "test_rows": int(n_te),
         "train_rows": int(n_tr),
-        "head": ("Bradley-Terry logistic on feature differences" if pairwise
-                 else "logistic regression") + f", C={C}",
+        "head": _head_name(pairwise, C, head),
         "features": f"{spec.describe()}, {model_id}",
         "cv_auc": max(r["cv_auc"] for r in table["stage2"]),
         "selection": table,
@@ -500,6 +649,16 @@ def fit_judge(
         val["pair_auc_rows"] = _auc(y_te[g >= 0], p_te[g >= 0])
         val["refusal_recall"] = float(np.mean(p_te[g < 0] > 0.5)) if (g < 0).any() else None
     return dataclasses.replace(judge, validation=val)
+
+
+def _head_name(pairwise: bool, C: float, head: dict[str, Any]) -> str:
+    if not pairwise:
+        return f"logistic regression, C={C}"
+    name = ("logistic on feature differences with a bias" if head["intercept"]
+            else "Bradley-Terry logistic on feature differences")  # fmt: skip
+    if head["pca"] is not None:
+        name += f", hidden states on {head['pca']} principal components"
+    return name + f", C={C}"
 
 
 def judge_texts(kind: str, row: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str] | None]:
