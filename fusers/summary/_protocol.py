@@ -470,7 +470,11 @@ def run_alpaca_eval(
             "judge": dict(judge_info or {}) if judge is not None else None,
             "splits": {
                 "source": "seeded prompt-level 70/10/20 split"
-                + (" (test drawn from the given test_prompts)" if test_prompts is not None else ""),
+                + (
+                    " (test prompts only from the given test_prompts)"
+                    if test_prompts is not None
+                    else ""
+                ),
                 "seed": seed,
                 "used_sizes": {k: len(v) for k, v in part.items()},
                 "limits": limits,
