@@ -21,7 +21,7 @@ training.
 
 Each seed's result is written atomically to ``bench/out/summary_<budget>_seed<k>.json`` (a seed
 already there is reused: the run resumes); the Markdown table printed at the end is the one in
-``bench/README_summary.md``. A missing data file is skipped with a message.
+``bench/README.md`` ("Generative fusion"). A missing data file is skipped with a message.
 """
 
 from __future__ import annotations
