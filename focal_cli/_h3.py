@@ -140,6 +140,9 @@ def register(sub: Any) -> None:
     v.add_argument("--judges-dir", default=None, metavar="DIR",
                    help="folder of judge files (KIND.json) to use or fill")  # fmt: skip
     v.add_argument("--seed", type=int, default=0, help="sampling and judge seed")
+    v.add_argument("--prompts", type=int, default=None, metavar="N",
+                   help="prompts per goal (default: the budget's); answers already there for "
+                   "other prompts are generated again")  # fmt: skip
 
 
 def _bar(label: str):
@@ -209,6 +212,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     doc = h3.run_evaluate(
         args.out, data_dir=args.data_dir or _default_data_dir(), model=args.model,
         budget=args.budget, rows=args.rows or h3.ROWS, seed=args.seed, template=args.template,
-        judges_dir=args.judges_dir, log=log, progress=_bar,
+        judges_dir=args.judges_dir, prompts_per_goal=args.prompts, log=log, progress=_bar,
     )  # fmt: skip
     return emit(args, doc, lambda: h3.results_table(doc))

@@ -128,6 +128,18 @@ def test_pipeline_end_to_end_and_resume(setup, capsys):
     assert [r["output"] for r in rows_after] == [r["output"] for r in rows_before]
     for a, b in zip(rows_before, rows_after, strict=True):
         assert b["p_truthful"] == pytest.approx(1.0 - a["p_truthful"], abs=1e-6)
+    # Other prompts: the stored answers are not reused for them but generated again.
+    code, stdout, err = _run(capsys, "h3", "evaluate", *common, *data, "--judges-dir",
+                             str(other), "--prompts", "2", "--rows", "base",
+                             "--format", "json")  # fmt: skip
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["prompts"] == {"helpfulness": 2, "harmlessness": 2, "honesty": 2}
+    for goal in h3.GOALS:
+        stored = (out / "eval" / "base" / f"{goal}.jsonl").read_text().splitlines()
+        assert len(stored) == 2
+    code, _, err = _run(capsys, "h3", "evaluate", *common, *data, "--prompts", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--prompts" in err
 
 
 def test_bad_input_is_one_line(setup, capsys, tmp_path):

@@ -527,6 +527,17 @@ def _heatmap(path: Path, maps: dict[str, np.ndarray], title: str) -> None:
     plt.close(fig)
 
 
+def _cached_answers(path: Path, prompts: Sequence[dict[str, Any]]) -> list[dict] | None:
+    """The answers stored at ``path`` without their scores, if they answer exactly ``prompts``
+    (same prompts, same order); ``None`` otherwise (they must be generated again)."""
+    if not path.is_file():
+        return None
+    answers = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if [a.get("prompt") for a in answers] != [p["prompt"] for p in prompts]:
+        return None
+    return [{k: v for k, v in a.items() if k not in SCORE_KEYS} for a in answers]
+
+
 def run_evaluate(
     out: str | os.PathLike,
     *,
@@ -538,6 +549,7 @@ def run_evaluate(
     template: str = "alpaca",
     judges_dir: str | os.PathLike | None = None,
     judge_seed: int | None = None,
+    prompts_per_goal: int | None = None,
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
@@ -550,7 +562,9 @@ def run_evaluate(
     questions. Each figure is reported beside its judge's held-apart accuracy and AUC. Judges
     are trained (seed ``judge_seed``, default ``seed``) into ``judges_dir`` (default
     ``OUT/eval/judges``) unless already there. Answers are sampled at
-    temperature 0.6 and cut at ``###END`` (or ``### Instruction:``).
+    temperature 0.6 and cut at ``###END`` (or ``### Instruction:``). Answers already in ``OUT``
+    for exactly the same prompts are reused (and rescored); for other prompts they are
+    generated again. ``prompts_per_goal`` overrides the budget's number of prompts per goal.
 
     Returns:
         The ``results.json`` document.
@@ -564,6 +578,9 @@ def run_evaluate(
     from .. import judges
 
     b = _budget(budget)
+    n = prompts_per_goal
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"--prompts: expected a positive integer, got {n!r}")
     root = Path(out)
     ev = root / "eval"
     jdir = Path(judges_dir) if judges_dir is not None else ev / "judges"
@@ -604,7 +621,7 @@ def run_evaluate(
     timing["judges"] = time.perf_counter() - t0
 
     prompts: dict[str, list[dict[str, Any]]] = {}
-    n = b.eval_prompts
+    n = b.eval_prompts if prompts_per_goal is None else prompts_per_goal
     for goal in GOALS:
         ps = load_eval_prompts(goal, data_dir)
         if n is not None and goal == "harmlessness":
@@ -625,18 +642,18 @@ def run_evaluate(
         if row not in ROWS:
             raise InputError(f"row: one of {', '.join(ROWS)}, got {row!r}")
         t1 = time.perf_counter()
-        cached = all((ev / row / f"{g}.jsonl").is_file() for g in GOALS)
+        reusable = {g: _cached_answers(ev / row / f"{g}.jsonl", prompts[g]) for g in GOALS}
+        cached = all(a is not None for a in reusable.values())
         m, tok = (
             (None, None) if cached and not row.startswith("moe_") else _row_model(root, row, model)
         )
         metrics: dict[str, Any] = {}
         for goal in GOALS:
             path = ev / row / f"{goal}.jsonl"
-            if path.is_file():
+            if reusable[goal] is not None:
                 # Generations are reused; scores are always recomputed with this run's judges
                 # (a stale score from other judges must not survive a rerun).
-                answers = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-                answers = [{k: v for k, v in a.items() if k not in SCORE_KEYS} for a in answers]
+                answers = reusable[goal]
                 answers = _score(judges, trained, goal, answers, jmodel, jtok, jdir)
                 lines = "".join(json.dumps(jsonable(a)) + "\n" for a in answers)
                 write_atomic(path, lambda fh, lines=lines: fh.write(lines.encode()))
