@@ -16,6 +16,7 @@ trained once (seed 0) into ``bench/out/h3/judges`` and shared by every seed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--budget", choices=("cpu", "full"), default="cpu")
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--prompts", type=int, default=None, metavar="N",
+                   help="evaluation prompts per goal (default: the budget's)")  # fmt: skip
     args = p.parse_args(argv)
     data = _data_dir()
     if not data.is_dir():
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         h3.run_align(out, data_dir=data, budget=args.budget, seed=seed, log=log)
         doc = h3.run_evaluate(
             out, data_dir=data, budget=args.budget, seed=seed - 42, log=log,
-            judges_dir=Path(args.out) / "judges", judge_seed=0,
+            judges_dir=Path(args.out) / "judges", judge_seed=0, prompts_per_goal=args.prompts,
         )  # fmt: skip
         summary[seed] = doc
         print(f"\n### Seed {seed} ({args.budget} budget, prompts per goal {doc['prompts']})\n")
@@ -71,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{v['test_rows']} |")  # fmt: skip
     from ensembles.util import write_json_atomic
 
-    tables = {str(k): v["table"] for k, v in summary.items()}
-    write_json_atomic(Path(args.out) / "summary.json", tables, indent=1)
+    # seeds run by other invocations stay in the summary
+    path = Path(args.out) / "summary.json"
+    tables = json.loads(path.read_text()) if path.is_file() else {}
+    tables.update({str(k): v["table"] for k, v in summary.items()})
+    write_json_atomic(path, tables, indent=1)
     return 0
 
 

@@ -104,13 +104,17 @@ def alpaca(args) -> int:
         return 0
     judge = judges.Judge.load(judge_path)
     model, tok, _ = lm.load_model("smollm2")
-    # The judge's training prompts never reach the fusion test split.
-    split = judge.validation["split"]
-    sizes = {"n_train": int(split["train_rows"]), "n_test": int(split["test_rows"])}
-    data = judges.load_judge_data("helpfulness", root, seed=int(split["seed"]), **sizes)
     prompt_rows = load_jsonl(prompts)
-    seen = {q for q, _ in data.train_a}
-    allowed = [int(p["idx"]) for p in prompt_rows if p["instruction"].strip() not in seen]
+    # The judge's training prompts never reach the fusion test split.
+    seen = judges.trained_on(judge, [p["instruction"] for p in prompt_rows])
+    if seen is None:
+        print(
+            f"skipped AlpacaEval: {judge_path} does not record its training prompts; "
+            "retrain it: python -m bench.lm_judges --kinds helpfulness",
+            file=sys.stderr,
+        )
+        return 0
+    allowed = [int(p["idx"]) for p, s in zip(prompt_rows, seen, strict=True) if not s]
     rows = load_jsonl(judged)
     info = judges.validation_summary(judge)
 

@@ -116,12 +116,22 @@ def test_pipeline_end_to_end_and_resume(setup, capsys):
     # A rerun with other judges reuses the generations but rescores them: no stale score.
     before = (out / "eval" / "base" / "honesty.jsonl").read_text()
     other = setup["root"] / "other_judges"
+    first = h3.load_eval_prompts("helpfulness", setup["data"])[0]["prompt"]
     for kind in judges.KINDS:
         j = judges.Judge.load(setup["judges"] / f"{kind}.json")
-        dataclasses.replace(j, coef=-j.coef).save(other / f"{kind}.json")
+        # this helpfulness judge was trained on the first AlpacaEval prompt: it must not be asked
+        seen = [judges.prompt_hash(first)] if kind == "helpfulness" else []
+        val = {**j.validation, "train_prompt_hashes": seen}
+        dataclasses.replace(j, coef=-j.coef, validation=val).save(other / f"{kind}.json")
     code, stdout, err = _run(capsys, "h3", "evaluate", *common, *data, "--judges-dir",
                              str(other), "--format", "json")  # fmt: skip
     assert code == 0, err
+    res = json.loads(stdout)
+    assert res["prompts"]["helpfulness"] == 2
+    assert res["prompts_left_out_seen_by_judges"] == {"helpfulness": 1, "harmlessness": 0,
+                                                       "honesty": 0}  # fmt: skip
+    helped = (out / "eval" / "base" / "helpfulness.jsonl").read_text()
+    assert first not in [json.loads(x)["prompt"] for x in helped.splitlines()]
     after = (out / "eval" / "base" / "honesty.jsonl").read_text()
     rows_before = [json.loads(x) for x in before.splitlines()]
     rows_after = [json.loads(x) for x in after.splitlines()]

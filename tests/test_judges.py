@@ -363,6 +363,11 @@ def test_fit_judge_end_to_end_on_a_tiny_model(tmp_path):
     want = judge.probabilities(judge.features.matrix(ref))
     np.testing.assert_allclose([s["score"] for s in scored], want, atol=1e-5)
     assert scored[0]["judge_validation"]["held_apart"] == "question"
+    # the judge knows its training prompts (an evaluation keeps clear of them), not its test's
+    train_q = {p for p, _ in rows[:100]}
+    asked = [f"Q{i} " for i in range(30)]  # case and whitespace do not matter
+    np.testing.assert_array_equal(judges.trained_on(back, asked),
+                                  [f"q{i}" in train_q for i in range(30)])  # fmt: skip
 
 
 def test_pairwise_judge_with_text_statistics_end_to_end(tmp_path):

@@ -35,8 +35,10 @@ from ._judge import FeatureSpec as FeatureSpec
 from ._judge import Judge as Judge
 from ._judge import fit_judge as fit_judge
 from ._judge import judge_texts as judge_texts
+from ._judge import prompt_hash as prompt_hash
 from ._judge import score_rows as score_rows
 from ._judge import select_features as select_features
+from ._judge import trained_on as trained_on
 from ._judge import validation_summary as validation_summary
 
 __all__ = [
@@ -53,10 +55,12 @@ __all__ = [
     "fit_judge",
     "hidden_features",
     "judge_texts",
+    "prompt_hash",
     "load_judge_data",
     "prefix_model",
     "reply_stats",
     "score_rows",
     "select_features",
+    "trained_on",
     "validation_summary",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -635,6 +636,8 @@ def fit_judge(
         "cv_auc": max(r["cv_auc"] for r in table["stage2"]),
         "selection": table,
         "split": data.split,
+        # which prompts it was trained on, so an evaluation can keep clear of them
+        "train_prompt_hashes": sorted({prompt_hash(q) for q, _ in data.train_a}),
     }  # fmt: skip
     if pairwise:
         val["tie_rows"] = int((~decided).sum())
@@ -681,6 +684,36 @@ def judge_texts(kind: str, row: dict[str, Any]) -> tuple[tuple[str, str], tuple[
     if kind in _PAIRWISE and isinstance(ref, str):
         return (prompt.strip(), output.strip()), (prompt.strip(), ref.strip())
     return (prompt.strip(), output.strip()), None
+
+
+def prompt_hash(prompt: str) -> str:
+    r"""A short digest of a prompt, blind to case and whitespace (and to a TruthfulQA-style
+    ``"\nA: ..."`` tail), as judges record their training prompts.
+
+    Examples:
+        >>> prompt_hash("What is  2+2?") == prompt_hash("what is 2+2?\nA: 4")
+        True
+    """
+    text = " ".join(str(prompt).split("\nA:")[0].split()).lower()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trained_on(judge: Judge, prompts: Sequence[str]) -> np.ndarray | None:
+    """Which ``prompts`` the judge saw in training (by :func:`prompt_hash`); ``None`` for a
+    judge file that does not record its training prompts (retrain it to know).
+
+    Examples:
+        >>> spec = FeatureSpec((1,), "mean", 8, 8, 8)
+        >>> j = Judge("truthfulness", "m", spec, np.zeros(2), np.ones(2), np.ones(2), 0.0,
+        ...           {"train_prompt_hashes": [prompt_hash("Why?")]})
+        >>> trained_on(j, ["why?", "How?"]).tolist()
+        [True, False]
+    """
+    seen = judge.validation.get("train_prompt_hashes")
+    if seen is None:
+        return None
+    seen = set(seen)
+    return np.asarray([prompt_hash(p) in seen for p in prompts], dtype=bool)
 
 
 def validation_summary(judge: Judge) -> dict[str, Any]:
