@@ -293,6 +293,13 @@ def bbh(
             )
 
 
+def _top_models_split(b: ensembles.Bundle, *, seed: int, pool: int) -> ensembles.Bundle:
+    """A seeded 80/20 train/test split, keeping the ``pool`` models most accurate on train."""
+    bs = ensembles.with_random_split(b, fractions=(0.8, 0.0, 0.2), seed=seed)
+    top = np.argsort(-bs.select_split("train").accuracies(), kind="stable")[:pool]
+    return bs.select_models(sorted(top.tolist()))
+
+
 def mmlu(
     out: dict[str, Any],
     seeds: list[int],
@@ -307,10 +314,7 @@ def mmlu(
         runs_all[mode] = []
     base = []
     for seed in seeds:
-        bs = ensembles.with_random_split(b, fractions=(0.8, 0.0, 0.2), seed=seed)
-        train = bs.select_split("train")
-        top = np.argsort(-train.accuracies(), kind="stable")[:pool]
-        bp = bs.select_models(sorted(top.tolist()))
+        bp = _top_models_split(b, seed=seed, pool=pool)
         ta = task_arrays(bp, name="mmlu_pro")
         base.append(_baselines([ta]))
         for mode in modes:
@@ -376,10 +380,7 @@ def mmlu_context(out: dict[str, Any], seeds: list[int], passes: int, pool: int =
     runs: dict[str, list] = {"fixed": [], "fixed + context": []}
     base = []
     for seed in seeds:
-        bs = ensembles.with_random_split(b, fractions=(0.8, 0.0, 0.2), seed=seed)
-        train = bs.select_split("train")
-        top = np.argsort(-train.accuracies(), kind="stable")[:pool]
-        bp = bs.select_models(sorted(top.tolist()))
+        bp = _top_models_split(b, seed=seed, pool=pool)
         train_rows = np.flatnonzero(np.asarray(bp.split) != "test")
         ctx = text_features(docs, train_rows, dim=CONTEXT_DIM, seed=seed)
         cfg = MarlConfig.for_mode(

@@ -186,37 +186,26 @@ def init_aggregator(
         ((10, 100), (100, 5))
     """
     pad = n_classes if pad_classes is None else int(pad_classes)
+    cls = VoteAggregator if kind == "vote" else Aggregator
+    # Draw at the true size, then embed in a ``pad``-class network of the same kind.
+    _, small = nnx.split(cls(n_models, n_classes, rngs=nnx.Rngs(key)))
+    gd, big = nnx.split(cls(n_models, pad, rngs=nnx.Rngs(0)))
+    if pad == n_classes:
+        return gd, small
+    s = nnx.to_pure_dict(small)
+    b = nnx.to_pure_dict(big)
+    b["l1"] = _padded_first_layer(s["l1"], n_models, n_classes, pad)
     if kind == "vote":
-        return _init_vote(key, n_models, n_classes, pad)
-    _, small = nnx.split(Aggregator(n_models, n_classes, rngs=nnx.Rngs(key)))
-    gd, big = nnx.split(Aggregator(n_models, pad, rngs=nnx.Rngs(0)))
-    if pad == n_classes:
-        return gd, small
-    s = nnx.to_pure_dict(small)
-    b = nnx.to_pure_dict(big)
-    b["l1"] = _padded_first_layer(s["l1"], n_models, n_classes, pad)
-    k3 = np.zeros((b["l3"]["kernel"].shape[0], pad), np.float32)
-    k3[:, :n_classes] = np.asarray(s["l3"]["kernel"])
-    b3 = np.zeros(pad, np.float32)
-    b3[:n_classes] = np.asarray(s["l3"]["bias"])
-    b["l2"] = s["l2"]
-    b["l3"] = {"kernel": jnp.asarray(k3), "bias": jnp.asarray(b3)}
-    b["value"] = s["value"]
-    nnx.replace_by_pure_dict(big, b)
-    return gd, big
-
-
-def _init_vote(key, n_models: int, n_classes: int, pad: int):
-    """A vote aggregator drawn at the true size and embedded in a ``pad``-class one."""
-    _, small = nnx.split(VoteAggregator(n_models, n_classes, rngs=nnx.Rngs(key)))
-    gd, big = nnx.split(VoteAggregator(n_models, pad, rngs=nnx.Rngs(0)))
-    if pad == n_classes:
-        return gd, small
-    s = nnx.to_pure_dict(small)
-    b = nnx.to_pure_dict(big)
-    b["l1"] = _padded_first_layer(s["l1"], n_models, n_classes, pad)
-    for name in ("trust", "soft", "sharpness", "value"):
-        b[name] = s[name]
+        for name in ("trust", "soft", "sharpness", "value"):
+            b[name] = s[name]
+    else:
+        k3 = np.zeros((b["l3"]["kernel"].shape[0], pad), np.float32)
+        k3[:, :n_classes] = np.asarray(s["l3"]["kernel"])
+        b3 = np.zeros(pad, np.float32)
+        b3[:n_classes] = np.asarray(s["l3"]["bias"])
+        b["l2"] = s["l2"]
+        b["l3"] = {"kernel": jnp.asarray(k3), "bias": jnp.asarray(b3)}
+        b["value"] = s["value"]
     nnx.replace_by_pure_dict(big, b)
     return gd, big
 

@@ -439,29 +439,28 @@ def run_alpaca_eval(
             "val_gpt4_win_rate": val_rates.get(m)}
         for m in dict.fromkeys([*team, best_single])
     }  # fmt: skip
-    win_rate = None
+    win_rate = fused_probability = None
     if judge is not None:
         t = time.perf_counter()
-
-        def judged(outputs: Sequence[str]) -> np.ndarray:
-            rows = [{"prompt": str(prompts[i]["instruction"]), "output": str(o),
-                     "reference": str(prompts[i]["ref_text_davinci_003"])}
-                    for i, o in zip(part["test"], outputs, strict=True)]  # fmt: skip
-            return np.asarray(judge(rows), dtype=np.float64)
-
-        p_fused = judged(replies)
-        win_rate = float(np.mean(p_fused > 0.5))
-        for m in members:
-            p_m = judged([answered[m][i]["output"] for i in part["test"]])
+        # one judge call for the fused replies and every member's (shared references)
+        texts = [replies] + [[answered[m][i]["output"] for i in part["test"]] for m in members]
+        rows = [
+            {"prompt": str(prompts[i]["instruction"]), "output": str(o),
+             "reference": str(prompts[i]["ref_text_davinci_003"])}
+            for outputs in texts
+            for i, o in zip(part["test"], outputs, strict=True)
+        ]  # fmt: skip
+        p = np.asarray(judge(rows), dtype=np.float64).reshape(len(texts), len(part["test"]))
+        win_rate, fused_probability = float(np.mean(p[0] > 0.5)), float(p[0].mean())
+        for m, p_m in zip(members, p[1:], strict=True):
             members[m].update(judge_win_rate=float(np.mean(p_m > 0.5)),
                               judge_mean_probability=float(p_m.mean()))  # fmt: skip
-        fused_probability = float(p_fused.mean())
         seconds["judge"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     return jsonable(
         {
             "win_rate": win_rate,
-            "mean_probability": fused_probability if judge is not None else None,
+            "mean_probability": fused_probability,
             "members": members,
             "best_single": best_single,
             "team": list(team),
