@@ -204,6 +204,19 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _test_rows(text: str) -> int | str | None:
+    """``--test-rows``: a positive integer, ``all`` (every test question) or ``budget``."""
+    if text in ("all", "budget"):
+        return None if text == "all" else text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", choices=("cpu", "full"), default="cpu")
@@ -222,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--teacher-forced", action="store_true", help="also the faithful evaluation")
     p.add_argument("--no-ablation", action="store_true", help="skip the question-only fuser")
+    p.add_argument(
+        "--test-rows",
+        type=_test_rows,
+        default="budget",
+        metavar="N|all",
+        help="MMLU-Pro test questions scored per seed (default: the budget's; the fuser, its "
+        "team and its training rows do not depend on this)",
+    )
     args = p.parse_args(argv)
     from fusers.summary import load_jsonl, run_mmlu_pro
 
@@ -244,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_jsonl(path)
     results = []
     for seed in args.seeds:
-        out = OUT / f"summary_{args.budget}_k{args.candidates}_seed{seed}.json"
+        tag = "" if args.test_rows == "budget" else f"_test{args.test_rows or 'all'}"
+        out = OUT / f"summary_{args.budget}_k{args.candidates}{tag}_seed{seed}.json"
         if _done(out, results):
             continue
 
@@ -257,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run_mmlu_pro(
             rows, seed=seed, n_candidates=args.candidates, budget=args.budget,
             teacher_forced=args.teacher_forced, callback=progress,
-            question_only=not args.no_ablation,
+            question_only=not args.no_ablation, test_limit=args.test_rows,
             checkpoint_dir=OUT / f"summary_ck_{args.budget}_k{args.candidates}",
         )  # fmt: skip
         write_json_atomic(out, r)

@@ -166,3 +166,30 @@ def test_help_has_examples(action, capsys):
         focal_cli.main(["h3", action, "--help"])
     assert exc.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_full_budget_paths_on_the_tiny_pipeline(setup, capsys):
+    """``--budget full`` trains by epochs (not steps) and evaluates every prompt."""
+    out = setup["root"] / "run_full"
+    common = ["--out", str(out), "--model", str(setup["model"])]
+    data = ["--data-dir", str(setup["data"])]
+    full = ["--budget", "full"]
+    code, stdout, err = _run(capsys, "h3", "experts", *common, *data, *full, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(stdout)
+    # 6 / 5 / 6 training rows, batch 8: one step per epoch, 3 epochs
+    assert {g: doc[g]["steps"] for g in h3.GOALS} == {g: 3 for g in h3.GOALS}
+    code, _, err = _run(capsys, "h3", "build", *common)
+    assert code == 0, err
+    code, stdout, err = _run(capsys, "h3", "align", *common, *data, *full, "--variants", "fixed",
+                             "--format", "json")  # fmt: skip
+    assert code == 0, err
+    # the union's 17 rows, batch 8: three steps per epoch, 3 epochs
+    assert json.loads(stdout)["fixed"]["steps"] == 9
+    code, stdout, err = _run(capsys, "h3", "evaluate", *common, *data, *full, "--judges-dir",
+                             str(setup["judges"]), "--rows", "base", "moe_fixed",
+                             "--format", "json")  # fmt: skip
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["prompts"] == {"helpfulness": 3, "harmlessness": 4, "honesty": 3}
+    assert res["budget"]["name"] == "full" and res["budget"]["max_new_tokens"] == 512
