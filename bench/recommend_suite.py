@@ -147,9 +147,10 @@ def keep_pool_stacking(alpha: float) -> Callable[[dict[str, Any]], str]:
         best, cv = ev["order"][0], ev["cv"]
         if POOL_STACKING not in cv:
             return keep_single()(ev)
-        if best != POOL_STACKING and paired_improvement_pvalue(
-            _unbits(cv[best]), _unbits(cv[POOL_STACKING])
-        ) <= alpha:
+        if (
+            best != POOL_STACKING
+            and paired_improvement_pvalue(_unbits(cv[best]), _unbits(cv[POOL_STACKING])) <= alpha
+        ):
             return best
         return POOL_STACKING
 
@@ -193,9 +194,13 @@ def run_fresh(name: str, seed: int) -> dict[str, Any]:
         "seed": seed,
         "n_select": sel.n_samples,
         "n_test": rep.n_samples,
-        "recommendation": {"rule": rec.rule, "combiner": rec.combiner, "kind": rec.kind,
-                           "accuracy": rec.report["recommendation"],
-                           "best_single": rec.report["best_single"]["report_accuracy"]},  # fmt: skip
+        "recommendation": {
+            "rule": rec.rule,
+            "combiner": rec.combiner,
+            "kind": rec.kind,
+            "accuracy": rec.report["recommendation"],
+            "best_single": rec.report["best_single"]["report_accuracy"],
+        },
         "peers": peers,
         "evidence": candidate_evidence(sel, rep, seed),
         "seconds": time.perf_counter() - t,
@@ -203,7 +208,7 @@ def run_fresh(name: str, seed: int) -> dict[str, Any]:
 
 
 def run_inner() -> list[dict[str, Any]]:
-    """Evidence on the inner re-splits that choose the defaults (no ``bench.recommend`` test row)."""
+    """Evidence on the inner re-splits that choose the defaults (no test row of bench.recommend)."""
     from .recommend import _sklearn_pool
     from .recommend_defaults import INNER_SEEDS, _inner, _selection_rows
 
@@ -220,8 +225,13 @@ def run_inner() -> list[dict[str, Any]]:
         _log(f"inner: {path} not found; BBH left out")
     for s in (0, 1, 2):
         for name in ("digits", "breast_cancer", "wine", "synthetic4"):
-            sources.append(("sklearn", f"{name}_{s}",
-                            lambda n=name, s=s: _selection_rows(_sklearn_pool(n, s)[0], "rest")))
+            sources.append(
+                (
+                    "sklearn",
+                    f"{name}_{s}",
+                    lambda n=name, s=s: _selection_rows(_sklearn_pool(n, s)[0], "rest"),
+                )
+            )
     from focal_cli._demo import digits_pool
 
     sources.append(("sklearn", "digits_demo", lambda: _selection_rows(digits_pool(seed=0), "rest")))
@@ -313,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     for lab, acc in rows:
         lines.append(f"| {lab} | {100 * acc.mean():.2f} | {int((acc > single + 1e-12).sum())} | "
                      f"{int((acc < single - 1e-12).sum())} | {_paired(acc, prefit)} |")  # fmt: skip
-    results = {s: {n: rule_accuracy(runs, f) for n, f in RULES.items()} for s, runs in suites.items()}
+    results = {s: {n: rule_accuracy(rs, f) for n, f in RULES.items()} for s, rs in suites.items()}
     lines += ["", "Selection rules on the same runs (mean report accuracy %; beats / worse than "
               "the best single model):", "",
               "| rule | " + " | ".join(f"{s} ({len(suites[s])} runs)" for s in suites)
@@ -327,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     doc = {
         "fresh": [{k: v for k, v in r.items() if k != "evidence"} for r in fresh],
-        "rules": {s: {n: {k: v for k, v in d.items()} for n, d in res.items()}
-                  for s, res in results.items()},  # fmt: skip
+        "rules": {
+            s: {n: dict(d) for n, d in res.items()}
+            for s, res in results.items()
+        },  # fmt: skip
         "seconds": time.perf_counter() - t0,
     }
     write_json_atomic(OUT / "recommend_suite.json", doc)
