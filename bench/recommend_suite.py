@@ -338,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "fresh": [{k: v for k, v in r.items() if k != "evidence"} for r in fresh],
         "rules": {
-            s: {n: dict(d) for n, d in res.items()}
-            for s, res in results.items()
+            s: {n: dict(d) for n, d in res.items()} for s, res in results.items()
         },  # fmt: skip
         "seconds": time.perf_counter() - t0,
     }
