@@ -47,7 +47,7 @@ from ensembles.util import write_json_atomic
 from focal import _recommend as R
 from focal._protocol import paired_improvement_pvalue
 
-from .recommend import DATA, OUT, _classifiers, _log, _peers
+from .recommend import DATA, OUT, _log, _peers, cross_fitted_pool
 
 CACHE = OUT / "recommend_suite"
 DATASETS = ("iris", "diabetes_bin", "moons", "circles", "quantiles3", "hastie", "cls2_noisy",
@@ -170,23 +170,11 @@ RULES: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def run_fresh(name: str, seed: int) -> dict[str, Any]:
     """One suite run: the shipped recommendation, the peers and every candidate's evidence."""
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = make_dataset(name, seed)
-    idx = np.arange(len(y))
-    tr, rest = train_test_split(idx, train_size=0.5, stratify=y, random_state=seed)
-    va, te = train_test_split(rest, train_size=0.5, stratify=y[rest], random_state=seed)
-    x = StandardScaler().fit(x[tr]).transform(x)
-    split = np.empty(len(y), dtype="<U5")
-    split[tr], split[va], split[te] = "train", "val", "test"
     t = time.perf_counter()
+    crossed, _, models, x, y, rows = cross_fitted_pool(*make_dataset(name, seed), seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        crossed, models = ensembles.cross_fit_sklearn(
-            _classifiers(seed), x, y, split=split, folds=5, seed=seed, sample_ids=idx
-        )
-        peers = _peers(models, crossed, x, y, (tr, va, te))
+        peers = _peers(models, crossed, x, y, rows)
         rec = focal.recommend(crossed, select_on="rest", report_on="test", seed=seed)
     sel, rep, _ = R._select_rows(crossed, "rest", "test", seed)
     return {
