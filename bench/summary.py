@@ -3,6 +3,7 @@
     python -m bench.summary [--budget cpu|full] [--seeds 0 1] [--candidates 3]
                             [--part all|mmlu|synthetic|alpaca] [--teacher-forced]
                             [--judge bench/out/judges/helpfulness.json]
+                            [--test-rows N|all]
 
 For each seed: a seeded question-level 70/10/20 split of ``mmlu_pro_texts.jsonl.gz`` (3,000
 questions x 6 models' chain-of-thought outputs), a seeded subsample of each split for the
@@ -19,9 +20,13 @@ bench.lm_judges`` against the davinci-003 reference, beside each member's GPT-4 
 rates on the same prompts. Test prompts are drawn only from prompts the judge never saw in
 training.
 
-Each seed's result is written atomically to ``bench/out/summary_<budget>_seed<k>.json`` (a seed
-already there is reused: the run resumes); the Markdown table printed at the end is the one in
-``bench/README.md`` ("Generative fusion"). A missing data file is skipped with a message.
+``--test-rows N|all`` scores the MMLU-Pro fusers on N (or all) test questions instead of the
+budget's; training rows, team and settings stay the budget's.
+
+Each seed's result is written atomically to
+``bench/out/summary_<budget>_k<c>[_test<N>]_seed<k>.json`` (a seed already there is reused: the
+run resumes); the Markdown table printed at the end is the one in ``bench/README.md``
+("Generative fusion"). A missing data file is skipped with a message.
 """
 
 from __future__ import annotations
