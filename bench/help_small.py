@@ -18,7 +18,7 @@ used below ``SMALL_PAIRS`` training pairs. Results: ``bench/out/help_small.json`
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import sys
 import time
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the study; print the table; save every AUC."""
     import numpy as np
 
-    from ensembles.util import write_atomic
+    from ensembles.util import write_json_atomic
     from fusers import judges, lm
     from fusers.judges import _judge as J  # noqa: N812  (bench code, same project)
 
@@ -84,25 +84,22 @@ def main(argv: list[str] | None = None) -> int:
                     if size and len(rows) >= size:
                         break
                 rows_a = np.asarray(rows[:size] if size else rows)
-                for blk in (12, 30):
-                    for cut in (64, 192):
-                        spec = J.FeatureSpec((blk,), "mean", cut, max(feats["cuts"]),
-                                             feats["prompt_tokens"], True, True)  # fmt: skip
-                        a, b = spec.matrix(fa), spec.matrix(fb)
-                        des = J._Design(a, b, rows_a)
-                        nh = a.shape[1] - spec.n_scalars
-                        basis = J._principal(des.x[rows_a], nh)
-                        for sc, (length, text) in SCALARS.items():
-                            x = des.x[:, : nh + int(length) + (spec.n_scalars - 1) * int(text)]
-                            for pca in PCAS:
-                                for bias in BIAS:
-                                    for C in CS:
-                                        coef, _ = J._fit_head(
-                                            x[rows_a], y[rows_a], C=C, pairwise=True,
-                                            n_hidden=nh, pca=pca, intercept=bias, basis=basis,
-                                        )  # fmt: skip
-                                        key = (size or "part", blk, cut, sc, pca, bias, C)
-                                        res.setdefault(key, []).append(J._auc(y[ev], x[ev] @ coef))
+                for blk, cut in itertools.product((12, 30), (64, 192)):
+                    spec = J.FeatureSpec((blk,), "mean", cut, max(feats["cuts"]),
+                                         feats["prompt_tokens"], True, True)  # fmt: skip
+                    a, b = spec.matrix(fa), spec.matrix(fb)
+                    des = J._Design(a, b, rows_a)
+                    nh = a.shape[1] - spec.n_scalars
+                    basis = J._principal(des.x[rows_a], nh)
+                    for sc, pca, bias, C in itertools.product(SCALARS, PCAS, BIAS, CS):
+                        length, text = SCALARS[sc]
+                        x = des.x[:, : nh + int(length) + (spec.n_scalars - 1) * int(text)]
+                        coef, _ = J._fit_head(
+                            x[rows_a], y[rows_a], C=C, pairwise=True, n_hidden=nh, pca=pca,
+                            intercept=bias, basis=basis,
+                        )  # fmt: skip
+                        key = (size or "part", blk, cut, sc, pca, bias, C)
+                        res.setdefault(key, []).append(J._auc(y[ev], x[ev] @ coef))
     seconds = time.perf_counter() - t0
     print(f"parts: {parts}; {seconds:.0f}s", file=sys.stderr)
     print(
@@ -110,23 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         "block 12, cut 64 | block 12, cut 192 | block 30, cut 64 | block 30, cut 192 | mean |"
     )
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
-    for size in (SMALL, "part"):
-        for sc in SCALARS:
-            for pca in PCAS:
-                for bias in BIAS:
-                    for C in CS:
-                        vals = [res[(size, blk, cut, sc, pca, bias, C)]
-                                for blk in (12, 30) for cut in (64, 192)]  # fmt: skip
-                        cells = [f"{np.mean(v):.3f} ({np.min(v):.3f})" for v in vals]
-                        cells.append(f"{np.mean([np.mean(v) for v in vals]):.3f}")
-                        hs = "all columns" if pca is None else f"{pca} PCs"
-                        head = f"| {size} | {sc} | {hs} | {'yes' if bias else 'no'} | {C} | "
-                        print(head + " | ".join(cells) + " |")
+    for size, sc, pca, bias, C in itertools.product((SMALL, "part"), SCALARS, PCAS, BIAS, CS):
+        vals = [res[(size, blk, cut, sc, pca, bias, C)] for blk in (12, 30) for cut in (64, 192)]
+        cells = [f"{np.mean(v):.3f} ({np.min(v):.3f})" for v in vals]
+        cells.append(f"{np.mean([np.mean(v) for v in vals]):.3f}")
+        hs = "all columns" if pca is None else f"{pca} PCs"
+        head = f"| {size} | {sc} | {hs} | {'yes' if bias else 'no'} | {C} | "
+        print(head + " | ".join(cells) + " |")
     doc = {"parts": parts, "seconds": seconds,
            "auc": [[list(map(str, k)), v] for k, v in res.items()]}  # fmt: skip
-    out = Path(OUT_DIR) / "help_small.json"
-    text = json.dumps(doc, indent=1) + "\n"
-    write_atomic(out, lambda fh: fh.write(text.encode()))
+    write_json_atomic(Path(OUT_DIR) / "help_small.json", doc, indent=1)
     return 0
 
 

@@ -247,21 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         print("| scalar columns | hidden states | bias | " + " | ".join(f"C={c}" for c in Cs)
               + " |")  # fmt: skip
         print("|---|---|---|" + "---:|" * len(Cs))
-        keys = []
+        auc: dict[tuple, dict[float, float]] = {}  # head (without C) -> C -> CV AUC
         for r in s2:
-            k = (r.get("length"), r.get("text"), r.get("pca"), r.get("intercept"))
-            if k not in keys:
-                keys.append(k)
-        for length, text_, pca, icpt in keys:
-            cells = []
-            for c in Cs:
-                hit = [
-                    r
-                    for r in s2
-                    if (r.get("length"), r.get("text"), r.get("pca"), r.get("intercept"), r["C"])
-                    == (length, text_, pca, icpt, c)
-                ]
-                cells.append(f"{hit[0]['cv_auc']:.3f}" if hit else "-")
+            head = (r.get("length"), r.get("text"), r.get("pca"), r.get("intercept"))
+            auc.setdefault(head, {})[r["C"]] = r["cv_auc"]
+        for (length, text_, pca, icpt), by_c in auc.items():
+            cells = [f"{by_c[c]:.3f}" if c in by_c else "-" for c in Cs]
             sc = "length + text" if text_ else ("length" if length else "none")
             hs = "all columns" if pca is None else f"{pca} PCs"
             print(f"| {sc} | {hs} | {'yes' if icpt else 'no'} | " + " | ".join(cells) + " |")

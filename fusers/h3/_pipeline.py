@@ -586,9 +586,12 @@ def run_evaluate(
     from .. import judges
 
     b = _budget(budget)
-    n = prompts_per_goal
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise InputError(f"--prompts: expected a positive integer, got {n!r}")
+    if prompts_per_goal is not None and (
+        isinstance(prompts_per_goal, bool)
+        or not isinstance(prompts_per_goal, int)
+        or prompts_per_goal < 1
+    ):
+        raise InputError(f"--prompts: expected a positive integer, got {prompts_per_goal!r}")
     root = Path(out)
     ev = root / "eval"
     jdir = Path(judges_dir) if judges_dir is not None else ev / "judges"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import io
@@ -246,9 +247,7 @@ def reply_stats(reply: str) -> np.ndarray:
     """
     text = reply.strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    counts: dict[str, int] = {}
-    for ln in lines:
-        counts[ln] = counts.get(ln, 0) + 1
+    counts = collections.Counter(lines)
     return np.asarray(
         [
             np.log1p(len(text.split())),

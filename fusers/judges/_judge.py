@@ -247,9 +247,7 @@ def extract(
         cache_dir=cache_dir, model_id=model_id, progress=progress,
     )  # fmt: skip
     pos = {p: i for i, p in enumerate(uniq)}
-    rows = np.asarray([pos[p] for p in pairs], np.int64)
-    stats = None if f.stats is None else f.stats[rows]
-    return ChatFeatures(f.values[rows], f.reply_length[rows], f.blocks, f.cuts, stats)
+    return _subset(f, np.asarray([pos[p] for p in pairs], np.int64))
 
 
 def _subset(f: ChatFeatures, rows: slice | np.ndarray) -> ChatFeatures:
