@@ -302,7 +302,8 @@ def _kernel(s: jax.Array, x: jax.Array, labels: jax.Array, *, mode: str, reduce:
 
     ``s``: (B, M) 0/1 team masks; ``x``: (M, N, C) per-member class scores.
     ``mode``: ``"count"`` / ``"majority"`` (one matmul over members), ``"sum"`` / ``"mean"``
-    (sequential accumulation in member order, then optionally divided by the team size).
+    (sequential accumulation in member order; ``"mean"``'s argmax is the sum's, so nothing is
+    divided).
     """
     b = s.shape[0]
     n_models, n_samples, n_classes = x.shape
@@ -318,8 +319,8 @@ def _kernel(s: jax.Array, x: jax.Array, labels: jax.Array, *, mode: str, reduce:
             return acc + s_m[:, None, None] * x_m[None, :, :], None
 
         votes, _ = jax.lax.scan(add_member, jnp.zeros((b, n_samples, n_classes), x.dtype), (s.T, x))
-        if mode == "mean":
-            votes = votes / jnp.where(size > 0, size, 1)[:, None, None]
+        # "mean" takes the argmax on the sums: dividing by the team size cannot change it except
+        # by rounding (XLA divides by multiplying with a rounded reciprocal)
     top = votes.max(axis=-1)
     ok = top > 0
     if mode == "majority":

@@ -242,14 +242,17 @@ def packed_correct(idx, codes, base, guard, *, majority=False, sentinel=(0, 0), 
     return jnp.sum(ok, axis=1, dtype=jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("mean",))
-def float_correct(idx, x, labels, *, mean):
-    """Samples right under weighted/soft voting: float64 sums in member order, argmax."""
+@jax.jit
+def float_correct(idx, x, labels):
+    """Samples right under weighted/soft voting: float64 sums in member order, argmax.
+
+    Soft voting's mean has the argmax of its sum, so nothing is divided: a division by the team
+    size could only merge near-ties by rounding (XLA divides by multiplying with a rounded
+    reciprocal).
+    """
     b = idx.shape[0]
     zero = jnp.zeros((b,) + x.shape[1:], x.dtype)
     votes = _sum_rows(x, idx, zero)
-    if mean:
-        votes = votes / jnp.asarray(idx.shape[1], x.dtype)
     top = votes.max(axis=-1)
     pred = jnp.where(top > 0, jnp.argmax(votes, axis=-1), -1)
     return jnp.sum(pred == labels[None, :], axis=1, dtype=jnp.int32)
@@ -319,7 +322,7 @@ class _Evaluator:
                 idx, t["codes"], t["base"], t["guard"],
                 majority=self.combiner == "majority", sentinel=t["sentinel"], bits=t["bits"],
             )  # fmt: skip
-        return float_correct(idx, self.x, self.labels, mean=self.combiner == "soft")
+        return float_correct(idx, self.x, self.labels)
 
 
 def _members(masks: np.ndarray, size: int) -> np.ndarray:

@@ -144,7 +144,8 @@ def ref_soft(
     team_indices: Sequence[int],
     weights: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Soft vote: rows divided by their sums (zero rows contribute nothing), mean, argmax.
+    """Soft vote: rows divided by their sums (zero rows contribute nothing), argmax of their sum
+    (the mean's argmax; ties are decided on the float64 sums).
 
     With ``weights``: argmax of ``Σ_m w_m·p̂_m`` (no division). Members are added in increasing
     index order, in float64; ties → lowest class; every member all-zero → -1.
@@ -161,8 +162,7 @@ def ref_soft(
             if s > 0:
                 phat = row / s
                 total = total + (phat if weights is None else float(weights[m]) * phat)
-        if weights is None:
-            total = total / len(team)
+        # the mean's argmax is the sum's: no division (it could only merge near-ties by rounding)
         best = _first_argmax(total.tolist())
         out[n] = best if total[best] > 0 else -1
     return out

@@ -46,8 +46,7 @@ def reference_predictions(bundle, members, combiner, weights=None):
             total = p.sum(axis=1, keepdims=True)
             phat = np.where(total > 0, p / np.where(total > 0, total, 1.0), 0.0)
             votes = votes + w * phat
-        if combiner == "soft":
-            votes = votes / size
+        # soft: the mean's argmax is the sum's (dividing could only merge near-ties by rounding)
     if combiner == "majority":
         winner = 2 * votes > size  # more than half of ALL members' votes
         return np.where(winner.any(axis=1), winner.argmax(axis=1), -1)
