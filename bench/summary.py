@@ -1,7 +1,7 @@
 """LLM-TOPLA-Summary (generative fusion) on the MMLU-Pro texts, with its baselines.
 
     python -m bench.summary [--budget cpu|full] [--seeds 0 1] [--candidates 3]
-                            [--part all|mmlu|synthetic|alpaca] [--teacher-forced]
+                            [--part all|mmlu|synthetic|alpaca|letters] [--teacher-forced]
                             [--judge bench/out/judges/helpfulness.json]
                             [--test-rows N|all]
 
@@ -19,6 +19,14 @@ the team's replies fused into one, judged by the helpfulness judge of ``python -
 bench.lm_judges`` against the davinci-003 reference, beside each member's GPT-4 and judge win
 rates on the same prompts. Test prompts are drawn only from prompts the judge never saw in
 training.
+
+``--part letters`` (not part of ``all``; seconds, no decoder): what combining the six models'
+*answers* alone reaches on each seed's full split (2,100 / 300 / 600 questions, no budget
+subsample): logistic stacking of the six answers and of the team's (fitted on train, as the
+fuser is), and ``focal.recommend``'s pick (chosen on train+val), beside the best single model
+chosen on val, plurality of the six and the oracle, all on the same 600 test questions. The CPU
+budget's fuser sees only the last ~30 tokens of each candidate, mostly the stated answer, so this
+is what it could learn from much more data.
 
 ``--test-rows N|all`` scores the MMLU-Pro fusers on N (or all) test questions instead of the
 budget's; training rows, team and settings stay the budget's.
@@ -181,6 +189,75 @@ def alpaca_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def letters(seed: int, n_candidates: int) -> dict[str, Any]:
+    """Combiners of the members' parsed answers on one seed's full split (see the module doc)."""
+    import warnings
+
+    import focal
+    import fusers
+    from fusers.summary import choose_team, load_jsonl, mmlu_pro_bundle, question_split
+
+    t = time.perf_counter()
+    rows = load_jsonl(DATA / TEXTS)
+    bundle = mmlu_pro_bundle(rows, split=question_split(len(rows), seed=seed))
+    team = choose_team(bundle, size=n_candidates)
+    test = bundle.select_split("test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = focal.recommend(bundle, select_on="rest", report_on="test", seed=seed)
+        stack_all = fusers.StackingFuser(scores="onehot", seed=seed).fit(bundle)
+        stack_team = fusers.StackingFuser(scores="onehot", seed=seed).fit(bundle, team=team)
+    val_acc = bundle.select_split("val").accuracies()
+    best = int(val_acc.argmax())
+    return {
+        "seed": seed,
+        "n_test": test.n_samples,
+        "team": list(team),
+        "best_single": {
+            "name": bundle.models[best],
+            "accuracy": float(test.accuracies()[best]),
+        },
+        "stacking_all": stack_all.score(test),
+        "stacking_team": stack_team.score(test),
+        "recommend": {
+            "kind": rec.kind,
+            "rule": rec.rule,
+            "combiner": rec.combiner,
+            "members": list(rec.team.members),
+            "accuracy": rec.report["recommendation"],
+        },
+        "plurality_all": rec.report["pool_plurality"],
+        "oracle_all": rec.report["oracle"],
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def letters_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`letters`: one column per seed, then the mean."""
+    import numpy as np
+
+    rows = [
+        ("logistic stacking of the six answers (train)", lambda r: r["stacking_all"]),
+        ("logistic stacking of the team's answers (train)", lambda r: r["stacking_team"]),
+        ("focal recommend (train+val)", lambda r: r["recommend"]["accuracy"]),
+        ("best single (chosen on val)", lambda r: r["best_single"]["accuracy"]),
+        ("plurality of the six", lambda r: r["plurality_all"]),
+        ("oracle of the six", lambda r: r["oracle_all"]),
+    ]
+    head = ["method"] + [f"seed {r['seed']}" for r in runs] + ["mean"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    for name, get in rows:
+        v = [get(r) for r in runs]
+        v.append(float(np.mean(v)))
+        lines.append(f"| {name} | " + " | ".join(f"{x:.3f}" for x in v) + " |")
+    picks = "; ".join(f"seed {r['seed']}: {r['recommend']['kind']} "
+                      f"{'+'.join(r['recommend']['members'])} / {r['recommend']['combiner']}"
+                      for r in runs)  # fmt: skip
+    teams = "; ".join(f"seed {r['seed']}: {', '.join(r['team'])}" for r in runs)
+    return "\n".join(lines + ["", f"Teams (chosen on val): {teams}. Recommended: {picks}. "
+                               f"Test questions per seed: {runs[0]['n_test']}."])  # fmt: skip
+
+
 def _fmt(x: Any) -> str:
     return "–" if x is None else (x if isinstance(x, str) else f"{x:.3f}")
 
@@ -229,9 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=3)
     p.add_argument(
         "--part",
-        choices=("all", "mmlu", "synthetic", "alpaca"),
+        choices=("all", "mmlu", "synthetic", "alpaca", "letters"),
         default="all",
-        help="the MMLU-Pro protocol, the synthetic check, both (default), or AlpacaEval",
+        help="the MMLU-Pro protocol, the synthetic check, both (default), AlpacaEval, or "
+        "the answer-only combiners on the full MMLU-Pro splits",
     )
     p.add_argument(
         "--judge",
@@ -254,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.part == "alpaca":
         return alpaca(args)
+    if args.part == "letters":
+        if not (DATA / TEXTS).is_file():
+            print(f"skipped MMLU-Pro: {DATA / TEXTS} not found", file=sys.stderr)
+            return 0
+        runs = [letters(s, args.candidates) for s in args.seeds]
+        write_json_atomic(OUT / f"summary_letters_k{args.candidates}.json", {"runs": runs})
+        print(letters_table(runs))
+        return 0
     if args.part in ("all", "synthetic"):
         syn = [synthetic(s) for s in args.seeds]
         write_json_atomic(OUT / "summary_synthetic.json", {"settings": SYNTHETIC, "runs": syn})
