@@ -1,7 +1,7 @@
 """``focal recommend`` on a development suite of fresh scikit-learn pools, beside its peers and
 beside other selection rules — rows that never report anything else.
 
-    python -m bench.recommend_suite [--seeds 0 1 ... 9] [--inner] [--quick]
+    python -m bench.recommend_suite [--seeds 0 1 ... 9] [--inner] [--quick] [--ceiling]
 
 Why: the 12 scikit-learn report runs of ``bench.recommend`` have 45–500 test rows each, too
 few to tell the recommendation from stacking (their gap is one or two standard errors). This
@@ -25,6 +25,11 @@ Per run it records (cached in ``bench/out/recommend_suite/``, so a stopped run r
 inner seeds each; no test row of ``bench.recommend``). The shipped rule would be replaced only
 if a rule beat it by >= 0.2 points on the mean of the three suites' accuracies without losing
 more than 0.5 points on any one (fixed before the suite's seeds 3-9 were read).
+
+``--ceiling`` adds, for the fresh runs and for the 12 report runs of ``bench.recommend`` (four
+pools x split seeds 0-2), how often *any* candidate beats the best single model on test: the
+hindsight pick, an upper bound for every selection rule over these candidates. It reads the
+report runs' test rows to count, and chooses nothing from them.
 
 Writes bench/out/recommend_suite.json and prints Markdown tables.
 """
@@ -239,6 +244,51 @@ def run_inner() -> list[dict[str, Any]]:
     return out
 
 
+def ceiling(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often candidates beat the best single model on the report rows.
+
+    Per run: the share of candidates above the best single model; over runs: in how many the
+    hindsight-best candidate beats it (an upper bound for any rule choosing among these
+    candidates), the expected count for a uniformly random candidate, and the shipped rule's.
+    """
+    above, best, shipped = [], [], []
+    for r in runs:
+        ev = r["evidence"]
+        acc = {k: _unbits(v).mean() for k, v in ev["report"].items()}
+        single = acc[SINGLE]
+        above.append(float(np.mean([a > single + 1e-12 for a in acc.values()])))
+        best.append(max(acc.values()) > single + 1e-12)
+        shipped.append(acc[keep_single()(ev)] > single + 1e-12)
+    return {
+        "runs": len(runs),
+        "hindsight_beats_single": int(np.sum(best)),
+        "random_candidate_beats_single": float(np.sum(above)),
+        "shipped_beats_single": int(np.sum(shipped)),
+        "share_above_per_run": above,
+    }
+
+
+def run_report_evidence(seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
+    """Candidate evidence on ``bench.recommend``'s 12 report runs (cached per run)."""
+    from .recommend import _sklearn_pool
+
+    out = []
+    for name in ("digits", "breast_cancer", "wine", "synthetic4"):
+        for seed in seeds:
+            file = CACHE / f"report__{name}__{seed}.json"
+            if file.is_file():
+                out.append(json.loads(file.read_text()))
+                continue
+            crossed = _sklearn_pool(name, seed)[0]
+            sel, rep, _ = R._select_rows(crossed, "rest", "test", seed)
+            run = {"dataset": name, "seed": seed, "n_test": rep.n_samples,
+                   "evidence": candidate_evidence(sel, rep, seed)}  # fmt: skip
+            write_json_atomic(file, run)
+            out.append(run)
+            _log(f"report run {name} seed {seed}: done")
+    return out
+
+
 def rule_accuracy(runs: list[dict[str, Any]], rule: Callable[[dict[str, Any]], str]) -> dict:
     """Mean report accuracy of a rule's picks, and its picks against the best single model."""
     acc, single = [], []
@@ -266,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--inner", action="store_true", help="also the inner-split suites")
     ap.add_argument("--quick", action="store_true", help="three datasets, seed 0 (a smoke run)")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also how often any candidate beats the best single model (hindsight)",
+    )
     args = ap.parse_args(argv)
     names, seeds = (DATASETS[:3], [0]) if args.quick else (DATASETS, args.seeds)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -327,8 +382,23 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "fresh": [{k: v for k, v in r.items() if k != "evidence"} for r in fresh],
         "rules": results,
+        "ceiling": None,
         "seconds": time.perf_counter() - t0,
     }
+    if args.ceiling:
+        doc["ceiling"] = {
+            "fresh pools": ceiling(fresh),
+            "report runs of bench.recommend": ceiling(run_report_evidence()),
+        }
+        lines += ["", "How often a candidate beats the best single model on test (hindsight: "
+                  "the best candidate per run, an upper bound for any rule over them):", "",
+                  "| runs | hindsight best candidate | random candidate (expected) | shipped "
+                  "rule |", "|---|---|---|---|"]  # fmt: skip
+        for s, c in doc["ceiling"].items():
+            n = c["runs"]
+            lines.append(f"| {s} ({n}) | {c['hindsight_beats_single']} / {n} | "
+                         f"{c['random_candidate_beats_single']:.1f} / {n} | "
+                         f"{c['shipped_beats_single']} / {n} |")  # fmt: skip
     write_json_atomic(OUT / "recommend_suite.json", doc)
     print("\n".join(lines))
     return 0

@@ -46,3 +46,25 @@ def test_shipped_rule_matches_focal_recommend(name):
     # alpha 0: nothing displaces the kept procedure
     assert rs.keep_pool_stacking(0.0)(ev) == rs.POOL_STACKING
     assert rs.keep_single(0.0)(ev) == rs.SINGLE
+
+
+def test_ceiling_counts_runs_where_some_candidate_beats_the_single_model():
+    from bench import recommend_suite as rs
+
+    def run(single, others, cv_best):
+        report = {rs.SINGLE: single, **others}
+        cv = {k: "1" * 8 for k in report}  # equal CV: the shipped rule keeps the single model
+        return {"evidence": {"order": [cv_best, rs.SINGLE], "cv": cv, "report": report}}
+
+    runs = [
+        run("1100", {"pool/stacking": "1110", "top2/soft": "1000"}, "pool/stacking"),
+        run("1111", {"pool/stacking": "1111", "top2/soft": "0111"}, "pool/stacking"),
+        run("0000", {"pool/stacking": "1000", "top2/soft": "1100"}, "top2/soft"),
+    ]
+    c = rs.ceiling(runs)
+    assert c["runs"] == 3
+    assert c["hindsight_beats_single"] == 2
+    # shares of candidates (single included) above the single model: 1/3, 0, 2/3
+    assert c["random_candidate_beats_single"] == pytest.approx(1.0)
+    assert c["share_above_per_run"] == pytest.approx([1 / 3, 0.0, 2 / 3])
+    assert c["shipped_beats_single"] == 0
