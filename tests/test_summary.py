@@ -473,3 +473,49 @@ def test_smollm2_fuser_builds_with_mean_markers_and_lora():
     ex = [SummaryExample("2+2?", ("4", "The answer is 4."), "The answer is (B).", 1)]
     assert len(f.generate(ex, evaluation="teacher_forced")) == 1
     jax.clear_caches()
+
+
+@pytest.mark.slow
+def test_full_budget_paths_on_fake_rows(tmp_path):
+    """The ``full`` budget's own settings (every row, 2,048-token context, epochs with
+    patience, 16-token targets and replies), with only the model swapped for a tiny one: the
+    code paths a GPU run meets, exercised before it meets them."""
+    from fusers.summary import BUDGETS
+
+    r = run_mmlu_pro(_fake_rows(60), seed=0, n_candidates=2, budget="full",
+                     fuser_params={"model": TINY}, topla_params={"epochs": 5},
+                     question_only=False, teacher_forced=True,
+                     checkpoint_dir=tmp_path)  # fmt: skip
+    assert r["splits"]["used_sizes"] == {"train": 42, "val": 6, "test": 12}
+    full = BUDGETS["full"]["fuser"]
+    for key in ("context", "target_tokens", "epochs", "patience", "max_new_tokens"):
+        assert r["settings"][key] == full[key]
+    fit = r["training"]["fuser"]
+    assert 1 <= fit["steps_run"] <= full["epochs"] * 11  # 42 rows in batches of 4
+    assert 0.0 <= r["accuracy"] <= 1.0
+    assert 0.0 <= fit["teacher_forced_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_alpaca_full_budget_paths_on_fake_rows(tmp_path):
+    """AlpacaEval's ``full`` budget (every prompt, 512-token targets and replies, epochs with
+    patience on the val loss) with a tiny model: every reply is judged, none is cut short of
+    the budget's settings."""
+    from fusers.summary import ALPACA_BUDGETS
+
+    rows, prompts = _fake_alpaca()
+    seen = []
+
+    def judge(batch):
+        seen.extend(batch)
+        return [0.5] * len(batch)
+
+    r = run_alpaca_eval(rows, prompts, seed=0, n_candidates=2, pool=3, budget="full",
+                        judge=judge, judge_info={"auc": 0.5}, fuser_params={"model": TINY},
+                        checkpoint_dir=tmp_path)  # fmt: skip
+    assert r["splits"]["used_sizes"] == {"train": 28, "val": 4, "test": 8}
+    full = ALPACA_BUDGETS["full"]["fuser"]
+    for key in ("context", "target_tokens", "epochs", "max_new_tokens", "val_metric"):
+        assert r["settings"][key] == full[key]
+    assert 1 <= r["training"]["steps_run"] <= full["epochs"] * 7  # 28 prompts in batches of 4
+    assert len(seen) == 8 * (1 + len(r["members"]))
