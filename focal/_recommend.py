@@ -182,6 +182,11 @@ class Recommendation:
             fuser's name); ``single`` for a single model.
         rule: the team rule that won (``best_single``, ``pool``, ``top<k>``, ``search``).
         cv_accuracy: the winning procedure's cross-validated accuracy on the selection rows.
+        cv_gain: the best procedure's cross-validated accuracy minus the best single model's
+            (0 when the best single model is the best procedure).
+        cv_gain_se: the paired standard error of ``cv_gain`` over the selection rows: a gain
+            of one or two standard errors passes the guard at the default alpha but often
+            shrinks on new rows (the best of many procedures is chosen on the same rows).
         p_value: one-sided exact McNemar p-value of the best procedure against the best single
             model, on the pooled held-out predictions of the same folds.
         alpha: significance level of the guard.
@@ -214,9 +219,11 @@ class Recommendation:
     alpha: float
     reason: str
     candidates: tuple[dict[str, Any], ...]
+    cv_gain: float
     selection: Selection | None
     rows: dict[str, Any]
     report: dict[str, Any] | None
+    cv_gain_se: float = 0.0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +235,8 @@ class Recommendation:
             "rule": self.rule,
             "cv_accuracy": self.cv_accuracy,
             "report_accuracy": None if self.report is None else self.report["recommendation"],
+            "cv_gain": self.cv_gain,
+            "cv_gain_se": self.cv_gain_se,
             "p_value": self.p_value,
             "alpha": self.alpha,
             "reason": self.reason,
@@ -410,16 +419,15 @@ def recommend(
     correct, table = _cross_validate(sel, fold, rules, names, objs, objective, sizes)
     best = table[0]
     single_right = correct[("best_single", "single")]
-    p_value = paired_improvement_pvalue(correct[(best["rule"], best["combiner"])], single_right)
+    best_right = correct[(best["rule"], best["combiner"])]
+    p_value = paired_improvement_pvalue(best_right, single_right)
+    diff = best_right.astype(np.float64) - single_right.astype(np.float64)
+    gain_se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
     kind, rule, combiner, reason = _guard(best, p_value, alpha, folds)
     mask = _rule_mask(rule, sel, objective, sizes)
     if kind == "team" and mask.sum() == 1:  # the rule picked one model on all rows
         kind, combiner = "single_model", "single"
-    cv_acc = (
-        float(correct[(best["rule"], best["combiner"])].mean())
-        if kind == "team"
-        else float(single_right.mean())
-    )
+    cv_acc = float(best_right.mean()) if kind == "team" else float(single_right.mean())
     fitted = _Fitted(combiner if kind == "team" else "plurality", sel, mask, objs.get(combiner))
     team = _team(sel, mask, objective, fitted if kind == "team" else None)
     selection = None
@@ -440,6 +448,8 @@ def recommend(
         alpha=float(alpha),
         reason=reason,
         candidates=tuple(table),
+        cv_gain=float(diff.mean()),
+        cv_gain_se=gain_se,
         selection=selection,
         rows=rows,
         report=report,

@@ -438,6 +438,8 @@ def _recommend_text(doc: dict[str, Any]) -> str:
         f"recommendation ({what}): {', '.join(rec['members'])}{how}",
         f"  {rec['reason']} (cross-validated accuracy {fmt(rec['cv_accuracy'])}; one-sided "
         f"McNemar p = {rec['p_value']:.3g}, alpha {rec['alpha']})",
+        f"  best procedure vs the best single model in cross-validation: "
+        f"{100 * rec['cv_gain']:+.2f} ± {100 * rec['cv_gain_se']:.2f} points (paired SE)",
         f"  chosen on the {rows['select_on']} rows ({rows.get('folds')} folds); split: "
         f"{rows.get('source')}, seed {rows.get('seed')}, sizes {rows.get('sizes')}",
         "",

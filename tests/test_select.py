@@ -201,6 +201,33 @@ def test_recommend_cross_validation_matches_a_direct_computation():
     assert pool["cv_accuracy"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_recommend_cv_gain_and_its_standard_error_match_a_direct_computation():
+    """One clearly best member and a pool whose plurality beats it: neither procedure is fitted,
+    so their held-out correctness is their correctness on the selection rows."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    labels = rng.integers(0, 4, n)
+    preds = np.stack(
+        [np.where(rng.random(n) < p, labels, (labels + 1 + rng.integers(0, 3, n)) % 4)
+         for p in (0.75, 0.68, 0.68)]
+    )  # fmt: skip
+    b = ensembles.Bundle.create(models=["a", "b", "c"], labels=labels, preds=preds)
+    bundle = ensembles.with_random_split(b, seed=0)
+    rec = focal.recommend(bundle, combiners=("plurality",))
+    assert (rec.kind, rec.rule) == ("team", "pool")
+    sel = bundle.select_samples(bundle.split != "test")
+    votes = np.zeros((sel.n_samples, 4), dtype=int)
+    for m in range(3):
+        votes[np.arange(sel.n_samples), sel.preds[m]] += 1
+    diff = (votes.argmax(axis=1) == sel.labels).astype(float) - (sel.preds[0] == sel.labels)
+    assert rec.cv_gain == pytest.approx(diff.mean(), abs=1e-12)
+    assert rec.cv_gain_se == pytest.approx(diff.std(ddof=1) / np.sqrt(diff.size), abs=1e-12)
+    doc = rec.to_dict()["recommendation"]
+    assert doc["cv_gain"] == rec.cv_gain and doc["cv_gain_se"] == rec.cv_gain_se
+    single = focal.recommend(_recommend_bundle(team_wins=False), combiners=("plurality",))
+    assert single.kind == "single_model" and single.cv_gain <= 0.0
+
+
 def test_recommend_never_reads_test_labels():
     """Permuting the test rows' labels changes no choice: the procedure, the team, the guard."""
     bundle = _recommend_bundle(team_wins=True, seed=5)
