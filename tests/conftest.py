@@ -7,6 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw new examples on every local run (to find what no one thought of) but
+# fixed ones in CI (a red CI must be reproducible): `CI=true` selects the "ci" profile, and
+# HYPOTHESIS_PROFILE overrides either. A failure prints the seed that reproduces it.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 
 def shared_data_dir() -> Path:
