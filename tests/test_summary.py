@@ -478,20 +478,20 @@ def test_smollm2_fuser_builds_with_mean_markers_and_lora():
 @pytest.mark.slow
 def test_full_budget_paths_on_fake_rows(tmp_path):
     """The ``full`` budget's own settings (every row, 2,048-token context, epochs with
-    patience, 16-token targets and replies), with only the model swapped for a tiny one: the
-    code paths a GPU run meets, exercised before it meets them."""
+    patience, 16-token targets and replies), with the model swapped for a tiny one and 2
+    epochs instead of 10: the code paths a GPU run meets, exercised before it meets them."""
     from fusers.summary import BUDGETS
 
     r = run_mmlu_pro(_fake_rows(40), seed=0, n_candidates=2, budget="full",
-                     fuser_params={"model": TINY}, topla_params={"epochs": 5},
+                     fuser_params={"model": TINY, "epochs": 2}, topla_params={"epochs": 5},
                      question_only=False, teacher_forced=True,
                      checkpoint_dir=tmp_path)  # fmt: skip
     assert r["splits"]["used_sizes"] == {"train": 28, "val": 4, "test": 8}
     full = BUDGETS["full"]["fuser"]
-    for key in ("context", "target_tokens", "epochs", "patience", "max_new_tokens"):
+    for key in ("context", "target_tokens", "patience", "max_new_tokens", "eval_batch_size"):
         assert r["settings"][key] == full[key]
     fit = r["training"]["fuser"]
-    assert 1 <= fit["steps_run"] <= full["epochs"] * 7  # 28 rows in batches of 4
+    assert 1 <= fit["steps_run"] <= 2 * 7  # 28 rows in batches of 4
     assert 0.0 <= r["accuracy"] <= 1.0
     assert 0.0 <= fit["teacher_forced_accuracy"] <= 1.0
 
