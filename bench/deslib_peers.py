@@ -23,10 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.recommend import OUT, _sklearn_pool
+from bench.recommend import OUT, SKLEARN_POOLS, _sklearn_pool
 from ensembles.util import write_json_atomic
-
-DATASETS = ("digits", "breast_cancer", "wine", "synthetic4")
 
 
 def _methods(pool: list[Any], seed: int) -> dict[str, Any]:
@@ -45,7 +43,7 @@ def run(seeds: list[int]) -> dict[str, Any]:
     import sklearn
 
     runs = []
-    for name in DATASETS:
+    for name in SKLEARN_POOLS:
         for seed in seeds:
             _, _, models, x, y, (_, va, te) = _sklearn_pool(name, seed)
             pool = [m for m in models.values() if hasattr(m, "predict_proba")]

@@ -45,6 +45,8 @@ DATA = Path(
     os.environ.get("FOCAL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 OUT = Path(__file__).resolve().parent / "out"
+# The four scikit-learn pools of the report runs (``_sklearn_pool``), split seeds 0-2.
+SKLEARN_POOLS = ("digits", "breast_cancer", "wine", "synthetic4")
 
 
 def _log(msg: str) -> None:
@@ -227,7 +229,7 @@ PEERS = (
 
 def run_sklearn(seeds: list[int]) -> dict[str, Any]:
     rows, frozen_rows = [], []
-    for name in ("digits", "breast_cancer", "wine", "synthetic4"):
+    for name in SKLEARN_POOLS:
         for seed in seeds:
             crossed, prefit, models, x, y, split_rows = _sklearn_pool(name, seed)
             rec = focal.recommend(crossed, report_on="test", seed=seed)

@@ -32,7 +32,7 @@ import ensembles
 import focal
 from ensembles.util import write_json_atomic
 
-from .recommend import DATA, OUT, _log, _sklearn_pool
+from .recommend import DATA, OUT, SKLEARN_POOLS, _log, _sklearn_pool
 
 W_DIV = (0.0, 0.2, 0.5)
 ALPHA = (0.05, 0.2, 0.5, 1.0)
@@ -64,7 +64,7 @@ def _datasets(only: set[str]) -> list[tuple[str, ensembles.Bundle]]:
                 continue
             out.append((f"bbh/{name}", _selection_rows(b, "rest")))
     if "sklearn" in only:
-        for name in ("digits", "breast_cancer", "wine", "synthetic4"):
+        for name in SKLEARN_POOLS:
             crossed = _sklearn_pool(name, 0)[0]  # cross-fitted: train+val select
             out.append((f"sklearn/{name}", _selection_rows(crossed, "rest")))
     if "digits" in only:

@@ -189,16 +189,16 @@ def alpaca_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def letters(seed: int, n_candidates: int) -> dict[str, Any]:
-    """Combiners of the members' parsed answers on one seed's full split (see the module doc)."""
+def letters(rows: list[dict[str, Any]], seed: int, n_candidates: int) -> dict[str, Any]:
+    """Combiners of the members' parsed answers on one seed's full split of ``rows`` (the
+    MMLU-Pro texts; see the module doc)."""
     import warnings
 
     import focal
     import fusers
-    from fusers.summary import choose_team, load_jsonl, mmlu_pro_bundle, question_split
+    from fusers.summary import choose_team, mmlu_pro_bundle, question_split
 
     t = time.perf_counter()
-    rows = load_jsonl(DATA / TEXTS)
     bundle = mmlu_pro_bundle(rows, split=question_split(len(rows), seed=seed))
     team = choose_team(bundle, size=n_candidates)
     test = bundle.select_split("test")
@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (DATA / TEXTS).is_file():
             print(f"skipped MMLU-Pro: {DATA / TEXTS} not found", file=sys.stderr)
             return 0
-        runs = [letters(s, args.candidates) for s in args.seeds]
+        rows = load_jsonl(DATA / TEXTS)
+        runs = [letters(rows, s, args.candidates) for s in args.seeds]
         write_json_atomic(OUT / f"summary_letters_k{args.candidates}.json", {"runs": runs})
         print(letters_table(runs))
         return 0

@@ -301,9 +301,9 @@ def _kernel(s: jax.Array, x: jax.Array, labels: jax.Array, *, mode: str, reduce:
     """Fused predictions (or number correct) of a chunk of teams.
 
     ``s``: (B, M) 0/1 team masks; ``x``: (M, N, C) per-member class scores.
-    ``mode``: ``"count"`` / ``"majority"`` (one matmul over members), ``"sum"`` / ``"mean"``
-    (sequential accumulation in member order; ``"mean"``'s argmax is the sum's, so nothing is
-    divided).
+    ``mode``: ``"count"`` / ``"majority"`` (one matmul over members) or ``"sum"`` (sequential
+    accumulation in member order: weighted and soft votes; soft voting's mean has the argmax of
+    its sum, so nothing is divided, which could only merge near-ties by rounding).
     """
     b = s.shape[0]
     n_models, n_samples, n_classes = x.shape
@@ -319,8 +319,6 @@ def _kernel(s: jax.Array, x: jax.Array, labels: jax.Array, *, mode: str, reduce:
             return acc + s_m[:, None, None] * x_m[None, :, :], None
 
         votes, _ = jax.lax.scan(add_member, jnp.zeros((b, n_samples, n_classes), x.dtype), (s.T, x))
-        # "mean" takes the argmax on the sums: dividing by the team size cannot change it except
-        # by rounding (XLA divides by multiplying with a rounded reciprocal)
     top = votes.max(axis=-1)
     ok = top > 0
     if mode == "majority":
@@ -400,16 +398,14 @@ def _run(
             if "phat64" not in cache:
                 cache["phat64"] = jnp.asarray(_normalised_probs(bundle), dtype=jnp.float64)
             x = cache["phat64"]
-            mode = "mean"
         else:
             base = (
                 _one_hot(bundle) if combiner == "weighted_plurality" else _normalised_probs(bundle)
             )
             x = jnp.asarray(w[:, None, None] * base, dtype=jnp.float64)
-            mode = "sum"
         if "labels64" not in cache:
             cache["labels64"] = jnp.asarray(_labels_or_zeros(bundle), dtype=jnp.int64)
-        return _chunked(masks, x, cache["labels64"], np.float64, mode, chunk, reduce)
+        return _chunked(masks, x, cache["labels64"], np.float64, "sum", chunk, reduce)
 
 
 def _chunked(

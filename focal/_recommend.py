@@ -220,10 +220,10 @@ class Recommendation:
     reason: str
     candidates: tuple[dict[str, Any], ...]
     cv_gain: float
+    cv_gain_se: float
     selection: Selection | None
     rows: dict[str, Any]
     report: dict[str, Any] | None
-    cv_gain_se: float = 0.0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -422,7 +422,6 @@ def recommend(
     best_right = correct[(best["rule"], best["combiner"])]
     p_value = paired_improvement_pvalue(best_right, single_right)
     diff = best_right.astype(np.float64) - single_right.astype(np.float64)
-    gain_se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
     kind, rule, combiner, reason = _guard(best, p_value, alpha, folds)
     mask = _rule_mask(rule, sel, objective, sizes)
     if kind == "team" and mask.sum() == 1:  # the rule picked one model on all rows
@@ -449,7 +448,7 @@ def recommend(
         reason=reason,
         candidates=tuple(table),
         cv_gain=float(diff.mean()),
-        cv_gain_se=gain_se,
+        cv_gain_se=float(diff.std(ddof=1) / np.sqrt(diff.size)),  # >= 2 * folds rows
         selection=selection,
         rows=rows,
         report=report,

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 
-def test_letters_baselines_match_a_plain_recount(shared_data, monkeypatch):
+def test_letters_baselines_match_a_plain_recount(shared_data):
     from bench import summary
-    from fusers.summary import question_split
+    from fusers.summary import load_jsonl, question_split
 
     path = shared_data("mmlu_pro_texts.jsonl.gz")
-    monkeypatch.setattr(summary, "DATA", path.parent)
-    run = summary.letters(3, 3)
+    run = summary.letters(load_jsonl(path), 3, 3)
 
     with gzip.open(path, "rt") as f:
         rows = [json.loads(line) for line in f if line.strip()]
